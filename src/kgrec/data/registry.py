@@ -1,0 +1,316 @@
+"""Named datasets: where their files live, how to read them, where to download them.
+
+A data folder is resolved as: the explicit ``data_dir`` option, then ``$KGREC_DATA``, then
+the user cache (``$KGREC_CACHE`` or ``$XDG_CACHE_HOME/kgrec`` or ``~/.cache/kgrec``), into
+which :func:`download` fetches a named dataset from its public source. Preprocessed raw
+data is cached there as ``.npz``, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kgrec.data.dataset import KGDataset
+from kgrec.data.readers import mkr
+from kgrec.errors import ConfigError, DataError
+
+CACHE_VERSION = 1
+MKR_COMMIT = "d6bb77c426960bc04f5d88c39f09d87a844776b4"
+SARC_COMMIT = "5dddf8003c066ab73084b859011c559b0e4f111d"
+MTL_COMMIT = "a9ed2d1844c19447fe544a95dda9686db1022479"
+GITHUB_RAW = "https://raw.githubusercontent.com"
+GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset: local path (relative to the dataset folder), source URL
+    path (relative to ``base``), expected sha256 (``None``: not pinned) and, for zip
+    archives, the member to extract."""
+
+    local: str
+    remote: str
+    base: str = GITHUB_RAW
+    sha256: str | None = None
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    folder: str
+    description: str
+    raw_ratings: str | None = None
+    raw_format: str | None = None
+    threshold: float = 0.0
+    processed: str | None = "processed"
+    default_layout: str = "raw"
+    files: tuple[RemoteFile, ...] = field(default_factory=tuple)
+
+
+def _mkr(local: str, remote: str, sha: str) -> RemoteFile:
+    return RemoteFile(local, f"hwwang55/MKR/{MKR_COMMIT}/data/{remote}", sha256=sha)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "lastfm": DatasetSpec(
+        folder="lastfm",
+        description="Last.FM (HetRec 2011) with the Satori KG, as in MKR",
+        raw_ratings="user_artists.dat", raw_format="lastfm", threshold=0, default_layout="raw",
+        files=(
+            _mkr("user_artists.dat", "music/user_artists.dat",
+                 "254272fa721c3935e8be286d28c051b206844307128698ab4eaa41d483379416"),
+            _mkr("kg.txt", "music/kg.txt",
+                 "aa899f22a7a3b313e0baa22113fcd5fa040675fde44822152afed9900d33325f"),
+            _mkr("item_index2entity_id.txt", "music/item_index2entity_id.txt",
+                 "496475ddc39b0e15956c58b86d0566bce96bf51c7daaa49d66bc1b9fefaeef1a"),
+        ),
+    ),
+    "book": DatasetSpec(
+        folder="book",
+        description="Book-Crossing, RippleNet's processed release (HKRM Table 1)",
+        raw_ratings="BX-Book-Ratings.csv", raw_format="bookcrossing", threshold=0,
+        default_layout="processed",
+        files=(
+            RemoteFile("processed/ratings_final.txt",
+                       f"weifeng-ai/SARC/{SARC_COMMIT}/data/book/ratings_final.txt",
+                       sha256="a2dbed819fe3691fb0c5f58bd0ba018ad493339c1270d331e1c5f52cffe3df37"),
+            RemoteFile("processed/kg_final.txt",
+                       f"weifeng-ai/SARC/{SARC_COMMIT}/data/book/kg_final.txt",
+                       sha256="60a4a2c2e6f101fbbd5763c72be3ed4f565498e7f6c8660eb19fe598dc7158b2"),
+            _mkr("kg.txt", "book/kg.txt",
+                 "7428883f6003d60c2fca567784aaf8d6b931f99c51ab85c93d07017ce1a24aac"),
+            _mkr("item_index2entity_id.txt", "book/item_index2entity_id.txt",
+                 "e77bbc7fd784c75436ee2df2b0c56d914b6aefc4bc428a27defd16cb9aaa953c"),
+        ),
+    ),
+    "book-mkr": DatasetSpec(
+        folder="book",
+        description="Book-Crossing processed by MKR's script from the 14,910-item map",
+        processed="processed_mkr", default_layout="processed",
+        files=(
+            RemoteFile("processed_mkr/ratings_final.txt",
+                       f"QinghongChen/MTL-KCF/{MTL_COMMIT}/data/book/ratings_final.txt",
+                       sha256="dbb7ec62735d027484bdd5c9aca4fae8eba8b952e65faf25fb7b0d258e5568d7"),
+            RemoteFile("processed_mkr/kg_final.txt",
+                       f"QinghongChen/MTL-KCF/{MTL_COMMIT}/data/book/kg_final.txt",
+                       sha256="910e40ce4b52a99bcfbfbdc8e53a9442bbb45ab6d7a2fd6d612ef614c75fd6da"),
+        ),
+    ),
+    "movie": DatasetSpec(
+        folder="movie",
+        description="MovieLens-1M with the Satori KG, as in MKR (ratings from GroupLens)",
+        raw_ratings="ratings.dat", raw_format="movielens", threshold=4, processed=None,
+        default_layout="raw",
+        files=(
+            _mkr("kg.txt", "movie/kg.txt",
+                 "60d0a28e8646423654b47a36b4438dcd70a87ac90a7d1512ef0cf59f19c869a9"),
+            _mkr("item_index2entity_id.txt", "movie/item_index2entity_id.txt",
+                 "ba88da11d2fffdcea4fc0d73f1fd16f5478d8fcfb362e16331dc30cceea81f60"),
+            RemoteFile("ratings.dat", "ml-1m.zip", base=GROUPLENS, member="ml-1m/ratings.dat"),
+        ),
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """The user cache folder for downloads and preprocessed data."""
+    if os.environ.get("KGREC_CACHE"):
+        return Path(os.environ["KGREC_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "kgrec"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """Explicit option, then ``$KGREC_DATA``, then the user cache's ``data`` folder."""
+    if data_dir is not None:
+        return Path(data_dir)
+    if os.environ.get("KGREC_DATA"):
+        return Path(os.environ["KGREC_DATA"])
+    return cache_dir() / "data"
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fingerprint(paths: list[Path], extra: dict) -> str:
+    h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **extra}, sort_keys=True).encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+_LIST_FIELDS = ("user_ids", "item_ids", "entity_ids", "relation_names")
+
+
+def save_npz(dataset: KGDataset, path: Path) -> None:
+    buf = io.BytesIO()
+    arrays = {"interactions": dataset.interactions, "triples": dataset.triples,
+              "item_entity": dataset.item_entity}
+    for name in _LIST_FIELDS:
+        values = getattr(dataset, name)
+        if values is not None:
+            arrays[name] = np.asarray(values, dtype=str)
+    meta = {k: getattr(dataset, k) for k in ("name", "n_users", "n_items", "n_entities", "n_relations")}
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: Path) -> KGDataset:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        lists = {k: z[k].tolist() if k in z.files else None for k in _LIST_FIELDS}
+        return KGDataset(interactions=z["interactions"], triples=z["triples"],
+                         item_entity=z["item_entity"], **meta, **lists)
+
+
+def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path | None = None,
+                 use_cache: bool = True) -> KGDataset:
+    """Load a named dataset (``lastfm``, ``book``, ``book-mkr``, ``movie``) or a folder.
+
+    ``layout``: ``raw`` (MKR raw files, preprocessed and cached), ``processed``
+    (``ratings_final.txt``/``kg_final.txt``), ``ktup``, ``kgat`` or ``auto`` (the named
+    dataset's default; for a folder, whichever files are present).
+    """
+    if name_or_path in DATASETS:
+        spec = get_spec(name_or_path)
+        folder = resolve_data_dir(data_dir) / spec.folder
+        name = name_or_path
+        if not folder.is_dir():
+            raise DataError(folder, None, f"dataset folder not found; run `kgrec datasets "
+                            f"download {name}` or set KGREC_DATA / --data-dir")
+    else:
+        spec = None
+        folder = Path(name_or_path)
+        name = folder.name
+        if not folder.is_dir():
+            raise ConfigError(f"{name_or_path!r} is neither a known dataset "
+                              f"({', '.join(sorted(DATASETS))}) nor a folder")
+    if layout == "auto":
+        layout = _detect_layout(folder, spec)
+    if layout == "processed":
+        sub = folder / spec.processed if spec and spec.processed else folder
+        return mkr.load_processed(sub, name)
+    if layout == "raw":
+        if spec is None:
+            raise ConfigError("layout raw needs a named dataset (to know the ratings format)")
+        if spec.raw_ratings is None:
+            raise ConfigError(f"dataset {name!r} has no raw layout")
+        return _load_raw_cached(folder, name, spec, use_cache)
+    if layout == "ktup":
+        from kgrec.data.readers import ktup  # written with the KTUP models
+
+        return ktup.load_ktup(folder, name)
+    if layout == "kgat":
+        from kgrec.data.readers import kgat  # written with JNSKR
+
+        return kgat.load_kgat(folder, name)
+    raise ConfigError(f"unknown layout {layout!r}")
+
+
+def _detect_layout(folder: Path, spec: DatasetSpec | None) -> str:
+    if spec is not None:
+        if spec.default_layout == "raw" and not (folder / spec.raw_ratings).is_file() and \
+                spec.processed and (folder / spec.processed).is_dir():
+            return "processed"
+        return spec.default_layout
+    if (folder / "ratings_final.txt").is_file():
+        return "processed"
+    if (folder / "kg" / "e_map.dat").is_file():
+        return "ktup"
+    if (folder / "train.txt").is_file():
+        return "kgat"
+    raise DataError(folder, None, "cannot tell the layout: no ratings_final.txt, kg/, or train.txt")
+
+
+def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool) -> KGDataset:
+    inputs = [folder / spec.raw_ratings, folder / "item_index2entity_id.txt", folder / "kg.txt"]
+    for p in inputs:
+        if not p.is_file():
+            raise DataError(p, None, "file not found (raw layout)")
+    key = _fingerprint(inputs, {"name": name, "threshold": spec.threshold, "seed": 555})
+    cached = cache_dir() / "processed" / f"{name}-{key}.npz"
+    if use_cache and cached.is_file():
+        try:
+            return load_npz(cached)
+        except (OSError, ValueError, KeyError):
+            cached.unlink(missing_ok=True)  # unreadable cache: rebuild it
+    ds = mkr.load_raw(folder, name, spec.raw_ratings, spec.raw_format, spec.threshold)
+    if use_cache:
+        try:
+            save_npz(ds, cached)
+        except OSError:
+            pass  # a read-only cache only costs speed
+    return ds
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def download(name: str, data_dir: str | Path | None = None, base_url: str | None = None,
+             force: bool = False, timeout: float = 60.0) -> Path:
+    """Fetch a named dataset's files from their public sources into the data folder.
+
+    ``base_url`` replaces every source host (mirrors and tests). Each file is checked
+    against its pinned sha256 and written atomically; files already present with the
+    right checksum are kept.
+    """
+    spec = get_spec(name)
+    root = Path(data_dir) if data_dir is not None else (
+        Path(os.environ["KGREC_DATA"]) if os.environ.get("KGREC_DATA") else cache_dir() / "data")
+    folder = root / spec.folder
+    for rf in spec.files:
+        dest = folder / rf.local
+        if dest.is_file() and not force and (rf.sha256 is None or _sha256(dest.read_bytes()) == rf.sha256):
+            continue
+        url = f"{(base_url or rf.base).rstrip('/')}/{rf.remote}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                data = resp.read()
+        except (urllib.error.URLError, OSError) as e:
+            raise DataError(url, None, f"download failed: {e}") from None
+        if rf.member is not None:
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as z:
+                    data = z.read(rf.member)
+            except (zipfile.BadZipFile, KeyError) as e:
+                raise DataError(url, None, f"cannot extract {rf.member}: {e}") from None
+        elif rf.sha256 is not None and _sha256(data) != rf.sha256:
+            raise DataError(url, None, f"checksum mismatch: expected sha256 {rf.sha256}, "
+                            f"got {_sha256(data)}")
+        atomic_write_bytes(dest, data)
+    return folder
+
+
+def remove_cache() -> None:
+    shutil.rmtree(cache_dir() / "processed", ignore_errors=True)

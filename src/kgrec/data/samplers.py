@@ -1,0 +1,162 @@
+"""Mini-batch samplers, one kind per training task.
+
+A sampler holds its data as tensors and yields dictionaries of tensors, vectorised: an
+epoch is a permutation sliced into batches, and negatives are drawn for a whole batch at
+once. Every pass is seeded explicitly (``epoch(seed)``), so a resumed run replays exactly
+the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kgrec.data.dataset import KGDataset, Split
+from kgrec.errors import ConfigError
+
+SAMPLERS: dict[str, type[Sampler]] = {}
+
+
+def register_sampler(name: str):
+    def deco(cls):
+        SAMPLERS[name] = cls
+        return cls
+
+    return deco
+
+
+def make_sampler(kind: str, dataset: KGDataset, split: Split, batch_size: int, **opts: Any):
+    try:
+        cls = SAMPLERS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown sampler {kind!r}; known: {', '.join(sorted(SAMPLERS))}") from None
+    return cls.from_data(dataset, split, batch_size, **opts)
+
+
+class PairSet:
+    """Membership test for integer pairs ``(a, b)`` by binary search on sorted keys."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, n_b: int) -> None:
+        self.n_b = int(n_b)
+        self.keys = np.unique(np.asarray(a, np.int64) * self.n_b + np.asarray(b, np.int64))
+
+    def contains(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        q = np.asarray(a, np.int64) * self.n_b + np.asarray(b, np.int64)
+        if len(self.keys) == 0:
+            return np.zeros(q.shape, dtype=bool)
+        pos = np.searchsorted(self.keys, q).clip(max=len(self.keys) - 1)
+        return self.keys[pos] == q
+
+
+def sample_excluding(
+    rng: np.random.Generator, a: np.ndarray, n: int, exclude: PairSet | None, max_tries: int = 50
+) -> np.ndarray:
+    """For each ``a[k]`` draw ``b`` uniformly from ``[0, n)`` with ``(a[k], b)`` not in ``exclude``."""
+    b = rng.integers(0, n, size=len(a))
+    if exclude is None:
+        return b
+    for _ in range(max_tries):
+        bad = np.flatnonzero(exclude.contains(a, b))
+        if len(bad) == 0:
+            break
+        b[bad] = rng.integers(0, n, size=len(bad))
+    return b
+
+
+class Sampler:
+    """Shuffles ``self.data`` (equal-length tensors) each pass and yields slices of it."""
+
+    def __init__(self, data: dict[str, Tensor], batch_size: int, shuffle: bool = True) -> None:
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        sizes = {len(v) for v in data.values()}
+        if len(sizes) != 1:
+            raise ValueError("sampler tensors must have equal length")
+        self.data = data
+        self.n = sizes.pop()
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+    def extra(self, batch: dict[str, Tensor], rng: np.random.Generator) -> dict[str, Tensor]:
+        """Hook adding sampled fields (negatives) to a batch."""
+        return batch
+
+    def epoch(self, seed: int) -> Iterator[dict[str, Tensor]]:
+        rng = np.random.default_rng(seed)
+        order = torch.from_numpy(rng.permutation(self.n)) if self.shuffle else None
+        shuffled = {k: (v[order] if order is not None else v) for k, v in self.data.items()}
+        for start in range(0, self.n, self.batch_size):
+            batch = {k: v[start : start + self.batch_size] for k, v in shuffled.items()}
+            yield self.extra(batch, rng)
+
+
+@register_sampler("ctr")
+class CTRSampler(Sampler):
+    """Labelled ``(user, item, label)`` rows of the training split (MKR Algorithm 1, line 4)."""
+
+    @classmethod
+    def from_data(cls, dataset: KGDataset, split: Split, batch_size: int, **_: Any):
+        t = torch.from_numpy(split.train)
+        return cls({"users": t[:, 0], "items": t[:, 1], "labels": t[:, 2].float()}, batch_size)
+
+
+@register_sampler("bpr")
+class BPRSampler(Sampler):
+    """Training positives with one uniformly drawn unobserved item each: ``(u, i+, i-)``."""
+
+    def __init__(self, data, batch_size, n_items: int, exclude: PairSet) -> None:
+        super().__init__(data, batch_size)
+        self.n_items = n_items
+        self.exclude = exclude
+
+    @classmethod
+    def from_data(cls, dataset: KGDataset, split: Split, batch_size: int, **_: Any):
+        pos = split.train[split.train[:, 2] == 1]
+        data = {"users": torch.from_numpy(pos[:, 0]), "pos_items": torch.from_numpy(pos[:, 1])}
+        return cls(data, batch_size, dataset.n_items, PairSet(pos[:, 0], pos[:, 1], dataset.n_items))
+
+    def extra(self, batch, rng):
+        neg = sample_excluding(rng, batch["users"].numpy(), self.n_items, self.exclude)
+        return {**batch, "neg_items": torch.from_numpy(neg)}
+
+
+@register_sampler("triples")
+class TripleSampler(Sampler):
+    """KG triples with a corrupted head and tail each (uniform, optionally avoiding true triples).
+
+    ``corrupt_heads`` / ``corrupt_tails`` fields are drawn per batch; with
+    ``filter_true=True`` a corruption that is itself a known triple is redrawn.
+    """
+
+    def __init__(self, data, batch_size, n_entities: int, n_relations: int, filter_true: bool,
+                 known: np.ndarray) -> None:
+        super().__init__(data, batch_size)
+        self.n_entities = n_entities
+        self.n_relations = n_relations
+        self.hr = self.rt = None
+        if filter_true:
+            h, r, t = known[:, 0], known[:, 1], known[:, 2]
+            self.hr = PairSet(h * n_relations + r, t, n_entities)  # (h, r) -> t
+            self.rt = PairSet(t * n_relations + r, h, n_entities)  # (t, r) -> h
+
+    @classmethod
+    def from_data(cls, dataset: KGDataset, split: Split, batch_size: int,
+                  filter_true: bool = False, **_: Any):
+        triples = dataset.kg_split["train"] if dataset.kg_split else dataset.triples
+        t = torch.from_numpy(triples)
+        data = {"heads": t[:, 0], "relations": t[:, 1], "tails": t[:, 2]}
+        return cls(data, batch_size, dataset.n_entities, dataset.n_relations, filter_true,
+                   triples)
+
+    def extra(self, batch, rng):
+        h, r, t = (batch[k].numpy() for k in ("heads", "relations", "tails"))
+        nt = sample_excluding(rng, h * self.n_relations + r, self.n_entities, self.hr)
+        nh = sample_excluding(rng, t * self.n_relations + r, self.n_entities, self.rt)
+        return {**batch, "corrupt_tails": torch.from_numpy(nt), "corrupt_heads": torch.from_numpy(nh)}

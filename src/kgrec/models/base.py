@@ -1,0 +1,88 @@
+"""Base class and registry shared by every kgrec model.
+
+A model is a :class:`torch.nn.Module` with typed constructor arguments. It declares its
+training tasks (``tasks``) and, for each, the kind of sampler that feeds it
+(``task_samplers``). Every loss goes through ``forward(batch, task=...)`` so that a
+``DistributedDataParallel`` wrapper sees all of them. Scoring has a batched
+``score(users, items)`` and a full-ranking ``score_all(users)`` path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from kgrec.data.dataset import KGDataset, Split
+from kgrec.errors import ConfigError
+
+MODELS: dict[str, type[Model]] = {}
+
+
+def register_model(name: str):
+    """Class decorator adding a model to :data:`MODELS` under ``name``."""
+
+    def deco(cls: type[Model]) -> type[Model]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_model_class(name: str) -> type[Model]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+
+
+class Model(nn.Module):
+    """A recommender (or KG embedding) model.
+
+    Subclasses set ``tasks`` (the first is the main task, whose sampler defines an epoch)
+    and ``task_samplers`` mapping each task to a sampler kind of
+    :data:`kgrec.data.samplers.SAMPLERS`.
+    """
+
+    name: ClassVar[str] = "model"
+    tasks: ClassVar[tuple[str, ...]] = ("rec",)
+    task_samplers: ClassVar[dict[str, str]] = {"rec": "ctr"}
+    #: ``True`` when ``score`` returns a logit of a click probability (CTR models).
+    ctr_output: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, dataset: KGDataset, train: Split, **kwargs: Any) -> Model:
+        """Make the model for ``dataset``; ``train`` holds the only interactions it may see."""
+        return cls(
+            n_users=dataset.n_users,
+            n_items=dataset.n_items,
+            n_entities=dataset.n_entities,
+            n_relations=dataset.n_relations,
+            **kwargs,
+        )
+
+    def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:  # pragma: no cover
+        """Scalar loss of ``task`` on ``batch``."""
+        raise NotImplementedError
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:  # pragma: no cover
+        """Scores of ``(users[k], items[k])`` pairs, higher is better, shape ``(B,)``."""
+        raise NotImplementedError
+
+    def score_all(self, users: Tensor) -> Tensor:
+        """Scores of every item for each user, shape ``(B, n_items)``.
+
+        The default pairs every user with every item through :meth:`score`; models
+        override it with a faster factorised form.
+        """
+        n_items = self.n_items
+        u = users.repeat_interleave(n_items)
+        i = torch.arange(n_items, device=users.device).repeat(len(users))
+        return self.score(u, i).view(len(users), n_items)
+
+    def regularisation(self) -> Tensor:
+        return torch.zeros(())

@@ -1,0 +1,480 @@
+"""JNSKR (Chen et al., SIGIR 2020): jointly non-sampling learning for KG-enhanced
+recommendation (``shared/papers/003_*``).
+
+Both tasks learn from *all* unobserved data with weighted squared losses whose
+all-pairs parts are rewritten through ``d x d`` Gram matrices, so that no
+``|U| x |V|`` or ``|B| x |R| x |E|`` tensor is ever built.
+
+KG part (Section 2.1), DistMult ``g(h, r, t) = e_h^T diag(r) e_t`` on a batch ``B`` of heads,
+weight ``w+`` on observed triples and ``w-_h`` on every triple of head ``h`` (Eq. 5)::
+
+    L_KG = sum_{(h,r,t) observed, h in B} ((w+ - w-_h) g^2 - 2 w+ g)
+         + sum_{i,j} (sum_r r_i r_j) (sum_{h in B} w-_h e_hi e_hj) (sum_{t in E} e_ti e_tj)
+
+Item representation (Section 2.2)::
+
+    q_v = e_v + sum_{(v,r,t) in N_v} alpha_(r,t) e_t
+    alpha*_(r,t) = h_a^T sigma(W1 e_t + W2 r + b),   alpha = softmax over N_v
+
+CF part (Eq. 9), ``y(u, v) = h^T (p_u * q_v)`` on a batch ``B`` of items, weight ``c+`` on
+observed pairs and ``c-_v`` on every pair of item ``v``::
+
+    L_CF = sum_{v in B, u in U+_v} ((c+ - c-_v) y^2 - 2 c+ y)
+         + sum_{i,j} (h_i h_j) (sum_{u in U} p_ui p_uj) (sum_{v in B} c-_v q_vi q_vj)
+
+Both equal the plain weighted squared loss ``sum w (target - score)^2`` over every pair
+(triple) of the batch minus a parameter-free constant (``tests/test_jnskr.py`` checks
+values and gradients against a loop over every pair and triple).
+Joint objective (Section 2.3): ``L_CF + mu L_KG + lambda ||Theta||^2``, mini-batch Adagrad.
+
+Readings taken where the summary paper is silent, following the authors' TensorFlow code
+(github.com/chenchongthu/JNSKR, ``Model/JNSKR.py`` and ``Model/utility/our_helper.py``):
+
+* ``sigma`` is ReLU; the attention width is ``dim // 2``; the paper's ``W1 e_t + W2 r``
+  is kept (the authors' code uses one matrix on ``r * e_t``).
+* Positive weights ``c+ = w+ = 1``; negative weights either ``uniform`` (``c-_v =
+  c0 / n_items``, ``w-_h = c1 / n_heads``) or ``popularity`` (authors' default):
+  ``c-_v = c0 f_v^p / sum_j f_j^p`` with ``f_v`` the item's training interactions and
+  ``p = 0.5``; likewise ``w-_h = c1 n_h^p / sum_k n_k^p`` with ``n_h`` the triples headed by
+  ``h`` (the authors' ``caculate_weight`` uses the *item* frequencies in the KG weights'
+  numerator, a typo we do not copy). ``c0``/``c1`` are thus the total negative weight.
+* The paper's "node dropout of rho on q_v" is applied as in the authors' code: element-wise
+  dropout on ``e_v`` (``dropout``, keep 0.8 there) and on the attentive sum ``e_{N_v}``
+  (``kg_dropout``, keep 0.7), the latter also on the head embeddings of ``L_KG``.
+* ``lambda ||Theta||^2`` covers the full user, entity and relation tables (``l2``) and the
+  attention parameters (``l2_attention``) at every step, as the authors' code; the
+  prediction vector ``h`` is not regularised (as there). Note ``tf.nn.l2_loss`` halves the
+  sum of squares, so their ``[1e-5, 1]`` is ``l2 = 5e-6, l2_attention = 0.5`` here.
+* Items and KG entities share one embedding table (the paper's ``e_v``); an item without
+  an aligned entity gets a row of its own that is not an entity (it is not a tail
+  candidate). ``L_KG``'s batches cover the entities that head at least one triple.
+* ``N_v`` is capped at ``max_triples`` triples per item, a subset drawn once with
+  ``triple_seed`` (the authors truncate at the 99.99th percentile of the counts). ``L_KG``
+  always uses every triple.
+
+Training task ``"rec"`` with the ``"jnskr"`` sampler: each batch carries ``batch_size``
+items that have training positives, a share of the items without any (they still enter the
+all-pairs term), the positive users of those items as flat ``(pos_index, pos_users)``
+lists, and a share of the KG heads with their triples as ``(kg_index, kg_relations,
+kg_tails)``. One epoch visits every item and every head exactly once, and its number of
+steps depends on the observed data only, not on the number of unobserved pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kgrec.data.dataset import KGDataset, Split
+from kgrec.data.samplers import Sampler, register_sampler
+from kgrec.errors import ConfigError
+from kgrec.models.base import Model, register_model
+
+# ---------------------------------------------------------------------------------------
+# efficient whole-data losses
+
+
+def cf_whole_data_loss(users: Tensor, h: Tensor, q: Tensor, c_neg: Tensor, pos_index: Tensor,
+                       pos_users: Tensor, c_pos: float = 1.0) -> Tensor:
+    """Eq. 9 for a batch of items.
+
+    Args:
+        users: ``(n_users, d)`` every user embedding ``p_u``.
+        h: ``(d,)`` prediction vector.
+        q: ``(B, d)`` representations of the batch items.
+        c_neg: ``(B,)`` negative weights ``c-_v`` of the batch items.
+        pos_index, pos_users: observed pairs as (row of ``q``, user id).
+        c_pos: positive weight ``c+``.
+    """
+    y = ((users[pos_users] * q[pos_index]) @ h)
+    positive = ((c_pos - c_neg[pos_index]) * y.square() - 2.0 * c_pos * y).sum()
+    gram_u = users.T @ users
+    gram_v = (q * c_neg.unsqueeze(1)).T @ q
+    return positive + (torch.outer(h, h) * gram_u * gram_v).sum()
+
+
+def kg_whole_data_loss(entities: Tensor, relations: Tensor, heads: Tensor, w_neg: Tensor,
+                       kg_index: Tensor, kg_relations: Tensor, kg_tails: Tensor,
+                       w_pos: float = 1.0) -> Tensor:
+    """Eq. 5 for a batch of heads (DistMult).
+
+    Args:
+        entities: ``(n_entities, d)`` every entity embedding (the tail candidates).
+        relations: ``(n_relations, d)`` every relation embedding.
+        heads: ``(H, d)`` embeddings of the batch heads.
+        w_neg: ``(H,)`` negative weights ``w-_h``.
+        kg_index, kg_relations, kg_tails: observed triples as (row of ``heads``, r, t).
+        w_pos: positive weight ``w+``.
+    """
+    g = (heads[kg_index] * relations[kg_relations] * entities[kg_tails]).sum(-1)
+    positive = ((w_pos - w_neg[kg_index]) * g.square() - 2.0 * w_pos * g).sum()
+    gram_r = relations.T @ relations
+    gram_h = (heads * w_neg.unsqueeze(1)).T @ heads
+    gram_e = entities.T @ entities
+    return positive + (gram_r * gram_h * gram_e).sum()
+
+
+def negative_weights(counts: np.ndarray, total: float, weighting: str, exponent: float,
+                     support: np.ndarray | None = None) -> np.ndarray:
+    """Per-row negative weights summing to ``total``.
+
+    ``popularity``: ``total * counts^p / sum counts^p`` (rows with no count get 0);
+    ``uniform``: ``total / n`` over ``support`` (all rows when ``None``).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if weighting == "popularity":
+        powered = np.where(counts > 0, counts, 0.0) ** exponent
+        s = powered.sum()
+        return total * powered / s if s > 0 else np.zeros_like(counts)
+    if weighting == "uniform":
+        mask = np.ones(len(counts), bool) if support is None else np.asarray(support, bool)
+        n = max(int(mask.sum()), 1)
+        return np.where(mask, total / n, 0.0)
+    raise ConfigError(f"weighting must be 'popularity' or 'uniform', got {weighting!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# data structures
+
+
+def csr_by(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, order)``: ``order`` sorts rows by key (stably), ``indptr`` slices it."""
+    order = np.argsort(keys, kind="stable")
+    indptr = np.zeros(n_keys + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=n_keys), out=indptr[1:])
+    return indptr, order
+
+
+def expand_csr(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each ``rows[k]`` all its CSR positions: returns ``(k per entry, position)``."""
+    starts = indptr[rows]
+    counts = indptr[rows + 1] - starts
+    total = int(counts.sum())
+    which = np.repeat(np.arange(len(rows)), counts)
+    offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    return which, np.repeat(starts, counts) + offsets
+
+
+def training_triples(dataset: KGDataset) -> np.ndarray:
+    """The KG triples training may see (the KG split's train part when there is one),
+    duplicates removed."""
+    triples = dataset.kg_split["train"] if dataset.kg_split else dataset.triples
+    return np.unique(np.asarray(triples, np.int64).reshape(-1, 3), axis=0)
+
+
+def training_pairs(split: Split) -> np.ndarray:
+    """Distinct observed ``(user, item)`` pairs of the training split."""
+    pos = split.train[split.train[:, 2] == 1, :2]
+    return np.unique(np.asarray(pos, np.int64).reshape(-1, 2), axis=0)
+
+
+def item_triple_table(triples: np.ndarray, item_entity: np.ndarray, n_entities: int,
+                      max_triples: int | None, seed: int) -> tuple[np.ndarray, ...]:
+    """Padded ``(n_items, T)`` relation and tail ids of each item's triples ``N_v`` and
+    their ``(n_items,)`` counts. An item with more than ``max_triples`` keeps a subset
+    drawn with ``seed`` (deterministic); ``T`` is the largest kept count (at least 1)."""
+    n_items = len(item_entity)
+    rng = np.random.default_rng(seed)
+    key = rng.random(len(triples))
+    order = np.lexsort((key, triples[:, 0]))  # by head, random within head
+    srt = triples[order]
+    indptr = np.zeros(n_entities + 1, dtype=np.int64)
+    np.cumsum(np.bincount(srt[:, 0], minlength=n_entities), out=indptr[1:])
+    linked = item_entity >= 0
+    ent = np.where(linked, item_entity, 0)
+    counts = np.where(linked, indptr[ent + 1] - indptr[ent], 0)
+    if max_triples is not None:
+        counts = np.minimum(counts, max_triples)
+    width = max(int(counts.max()) if n_items else 0, 1)
+    idx = indptr[ent][:, None] + np.arange(width)[None, :]
+    valid = np.arange(width)[None, :] < counts[:, None]
+    idx = np.where(valid, idx, 0)
+    if len(srt) == 0:
+        zeros = np.zeros((n_items, width), dtype=np.int64)
+        return zeros, zeros.copy(), counts.astype(np.int64)
+    rel = np.where(valid, srt[idx, 1], 0)
+    tail = np.where(valid, srt[idx, 2], 0)
+    return rel.astype(np.int64), tail.astype(np.int64), counts.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# sampler
+
+
+@register_sampler("jnskr")
+class JNSKRSampler(Sampler):
+    """Batches of items (CF part) and of KG heads (KG part) for JNSKR's joint step.
+
+    Fields: ``items (B,)``, ``pos_index``/``pos_users`` (each observed pair of a batch
+    item: the item's row in ``items`` and the user), ``heads (H,)`` and
+    ``kg_index``/``kg_relations``/``kg_tails`` (each triple of a batch head).
+
+    ``batch_size`` counts the items that have training positives (the authors' code trains
+    on those only); the items without any, and the KG heads, are spread evenly over the
+    same number of batches, so one epoch visits every item and every head once.
+    """
+
+    def __init__(self, n_items: int, pairs: np.ndarray, triples: np.ndarray, n_entities: int,
+                 batch_size: int, shuffle: bool = True) -> None:
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.data: dict[str, Tensor] = {}
+        self.pair_indptr, order = csr_by(pairs[:, 1], n_items)
+        self.pair_users = pairs[order, 0]
+        has_pos = np.diff(self.pair_indptr) > 0
+        self.active = np.flatnonzero(has_pos)
+        self.passive = np.flatnonzero(~has_pos)
+        self.kg_indptr, order = csr_by(triples[:, 0], n_entities)
+        self.kg_rt = triples[order, 1:]
+        self.heads = np.flatnonzero(np.diff(self.kg_indptr) > 0)
+        self.n = len(self.active)
+
+    @classmethod
+    def from_data(cls, dataset: KGDataset, split: Split, batch_size: int,
+                  shuffle: bool = True, **_: Any) -> JNSKRSampler:
+        return cls(dataset.n_items, training_pairs(split), training_triples(dataset),
+                   dataset.n_entities, batch_size, shuffle)
+
+    def __len__(self) -> int:
+        return max(1, math.ceil(self.n / self.batch_size))
+
+    def epoch(self, seed: int) -> Iterator[dict[str, Tensor]]:
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation if self.shuffle else (lambda a: a)
+        n_batches = len(self)
+        active = perm(self.active)
+        passive = np.array_split(perm(self.passive), n_batches)
+        heads = np.array_split(perm(self.heads), n_batches)
+        for b in range(n_batches):
+            items = np.concatenate([active[b * self.batch_size:(b + 1) * self.batch_size],
+                                    passive[b]])
+            pos_index, at = expand_csr(self.pair_indptr, items)
+            kg_index, kat = expand_csr(self.kg_indptr, heads[b])
+            out = {
+                "items": items, "pos_index": pos_index, "pos_users": self.pair_users[at],
+                "heads": heads[b], "kg_index": kg_index,
+                "kg_relations": self.kg_rt[kat, 0], "kg_tails": self.kg_rt[kat, 1],
+            }
+            yield {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64))
+                   for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# model
+
+
+@register_model("jnskr")
+class JNSKR(Model):
+    """JNSKR: whole-data CF (Eq. 9) + mu * whole-data DistMult KG loss (Eq. 5) + L2."""
+
+    tasks: ClassVar[tuple[str, ...]] = ("rec",)
+    task_samplers: ClassVar[dict[str, str]] = {"rec": "jnskr"}
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        n_entities: int,
+        n_relations: int,
+        item_entity: np.ndarray | None = None,
+        triples: np.ndarray | None = None,
+        train_pairs: np.ndarray | None = None,
+        dim: int = 64,
+        attention_dim: int | None = None,
+        weighting: Literal["popularity", "uniform"] = "popularity",
+        c0: float = 300.0,
+        c1: float = 600.0,
+        weight_exponent: float = 0.5,
+        c_pos: float = 1.0,
+        w_pos: float = 1.0,
+        mu: float = 0.01,
+        l2: float = 5e-6,
+        l2_attention: float = 0.5,
+        dropout: float = 0.2,
+        kg_dropout: float = 0.3,
+        max_triples: int | None = 64,
+        triple_seed: int = 0,
+        init_std: float = 0.01,
+    ) -> None:
+        super().__init__()
+        if dim <= 0 or (attention_dim is not None and attention_dim <= 0):
+            raise ConfigError("dim and attention_dim must be positive")
+        if min(c0, c1, c_pos, w_pos, mu, l2, l2_attention) < 0:
+            raise ConfigError("weights, mu and l2 terms must be non-negative")
+        if not (0 <= dropout < 1 and 0 <= kg_dropout < 1):
+            raise ConfigError("dropout rates must be in [0, 1)")
+        if max_triples is not None and max_triples < 1:
+            raise ConfigError("max_triples must be positive (or null for no cap)")
+        self.n_users, self.n_items = n_users, n_items
+        self.n_entities, self.n_relations = n_entities, n_relations
+        self.dim = dim
+        self.c_pos, self.w_pos, self.mu = float(c_pos), float(w_pos), float(mu)
+        self.l2, self.l2_attention = float(l2), float(l2_attention)
+        self.dropout, self.kg_dropout = float(dropout), float(kg_dropout)
+
+        item_entity = (np.arange(n_items) if item_entity is None
+                       else np.asarray(item_entity, np.int64))
+        triples = (np.zeros((0, 3), np.int64) if triples is None
+                   else np.unique(np.asarray(triples, np.int64).reshape(-1, 3), axis=0))
+        pairs = (np.zeros((0, 2), np.int64) if train_pairs is None
+                 else np.unique(np.asarray(train_pairs, np.int64).reshape(-1, 2), axis=0))
+        if item_entity.shape != (n_items,):
+            raise ConfigError("item_entity needs one entry per item")
+        unlinked = item_entity < 0
+        item_row = item_entity.copy()
+        item_row[unlinked] = n_entities + np.arange(int(unlinked.sum()))
+        rel, tail, count = item_triple_table(triples, item_entity, n_entities, max_triples,
+                                             triple_seed)
+        item_freq = np.bincount(pairs[:, 1], minlength=n_items)
+        head_freq = np.bincount(triples[:, 0], minlength=n_entities)
+        c_neg = negative_weights(item_freq, c0, weighting, weight_exponent)
+        w_neg = negative_weights(head_freq, c1, weighting, weight_exponent, head_freq > 0)
+
+        dtype = torch.get_default_dtype()
+        self.register_buffer("item_row", torch.from_numpy(item_row), persistent=False)
+        self.register_buffer("item_rel", torch.from_numpy(rel), persistent=False)
+        self.register_buffer("item_tail", torch.from_numpy(tail), persistent=False)
+        self.register_buffer("item_count", torch.from_numpy(count), persistent=False)
+        self.register_buffer("c_neg", torch.from_numpy(c_neg).to(dtype), persistent=False)
+        self.register_buffer("w_neg", torch.from_numpy(w_neg).to(dtype), persistent=False)
+
+        att = attention_dim or max(dim // 2, 1)
+        self.user_emb = nn.Embedding(n_users, dim)
+        self.entity_emb = nn.Embedding(n_entities + int(unlinked.sum()), dim)
+        self.relation_emb = nn.Embedding(max(n_relations, 1), dim)
+        for emb in (self.user_emb, self.entity_emb, self.relation_emb):
+            nn.init.trunc_normal_(emb.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+        self.h = nn.Parameter(torch.full((dim,), 0.01))  # authors' constant init
+        self.att_w1 = nn.Parameter(torch.empty(att, dim))
+        self.att_w2 = nn.Parameter(torch.empty(att, dim))
+        for w in (self.att_w1, self.att_w2):
+            nn.init.trunc_normal_(w, std=math.sqrt(2.0 / (att + dim)))
+        self.att_b = nn.Parameter(torch.zeros(att))
+        self.att_h = nn.Parameter(torch.full((att,), 0.01))
+        self._cache: tuple[tuple, Tensor] | None = None
+
+    @classmethod
+    def build(cls, dataset: KGDataset, train: Split, **kwargs: Any) -> JNSKR:
+        return cls(n_users=dataset.n_users, n_items=dataset.n_items,
+                   n_entities=dataset.n_entities, n_relations=dataset.n_relations,
+                   item_entity=dataset.item_entity, triples=training_triples(dataset),
+                   train_pairs=training_pairs(train), **kwargs)
+
+    # ---- item representation (Section 2.2) ----------------------------------------
+    def attention(self, items: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(alpha, relations, tails, mask)`` over each item's padded triples, ``(B, T)``;
+        ``alpha`` is a softmax over the item's own triples, 0 on padding."""
+        count = self.item_count[items]
+        width = max(int(count.max()) if len(items) else 0, 1)
+        rel = self.item_rel[items, :width]
+        tail = self.item_tail[items, :width]
+        mask = torch.arange(width, device=items.device) < count.unsqueeze(1)
+        t_emb = self.entity_emb(tail)
+        hidden = F.relu(t_emb @ self.att_w1.T + self.relation_emb(rel) @ self.att_w2.T
+                        + self.att_b)
+        logits = (hidden @ self.att_h).masked_fill(~mask, torch.finfo(t_emb.dtype).min)
+        alpha = torch.softmax(logits, dim=-1) * mask
+        return alpha, rel, tail, mask
+
+    def item_repr(self, items: Tensor) -> Tensor:
+        """``q_v = e_v + e_{N_v}`` (dropout on both parts in training mode)."""
+        e_v = self.entity_emb(self.item_row[items])
+        alpha, _, tail, _ = self.attention(items)
+        e_n = (alpha.unsqueeze(-1) * self.entity_emb(tail)).sum(1)
+        return (F.dropout(e_v, self.dropout, self.training)
+                + F.dropout(e_n, self.kg_dropout, self.training))
+
+    def all_item_repr(self, chunk: int = 4096) -> Tensor:
+        """``q`` of every item; cached between parameter updates outside training."""
+        cacheable = not self.training and not torch.is_grad_enabled()
+        key = tuple(p._version for p in self.parameters()) + (str(self.h.device),)
+        if cacheable and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        ids = torch.arange(self.n_items, device=self.h.device)
+        q = torch.cat([self.item_repr(ids[s:s + chunk]) for s in range(0, self.n_items, chunk)]) \
+            if self.n_items else self.h.new_zeros((0, self.dim))
+        if cacheable:
+            self._cache = (key, q)
+        return q
+
+    # ---- losses ---------------------------------------------------------------------
+    def regularisation(self) -> Tensor:
+        emb = sum(e.weight.square().sum()
+                  for e in (self.user_emb, self.entity_emb, self.relation_emb))
+        att = sum(w.square().sum() for w in (self.att_w1, self.att_w2, self.att_b, self.att_h))
+        return self.l2 * emb + self.l2_attention * att
+
+    def cf_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        items = batch["items"]
+        return cf_whole_data_loss(self.user_emb.weight, self.h, self.item_repr(items),
+                                  self.c_neg[items], batch["pos_index"], batch["pos_users"],
+                                  self.c_pos)
+
+    def kg_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        heads = batch["heads"]
+        e_h = F.dropout(self.entity_emb(heads), self.kg_dropout, self.training)
+        return kg_whole_data_loss(self.entity_emb.weight[:self.n_entities],
+                                  self.relation_emb.weight[:self.n_relations], e_h,
+                                  self.w_neg[heads], batch["kg_index"], batch["kg_relations"],
+                                  batch["kg_tails"], self.w_pos)
+
+    def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:
+        if task != "rec":
+            raise ValueError(f"jnskr has no task {task!r}")
+        loss = self.cf_loss(batch)
+        if self.mu > 0:
+            loss = loss + self.mu * self.kg_loss(batch)
+        return loss + self.regularisation()
+
+    # ---- scoring --------------------------------------------------------------------
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        if not self.training and not torch.is_grad_enabled():
+            q = self.all_item_repr()[items]
+        else:
+            q = self.item_repr(items)
+        return (self.user_emb(users) * q) @ self.h
+
+    def score_all(self, users: Tensor) -> Tensor:
+        return (self.user_emb(users) * self.h) @ self.all_item_repr().T
+
+    def score_tails(self, heads: Tensor, relations: Tensor) -> Tensor:
+        """DistMult ``g(h, r, t)`` for every entity ``t``, ``(B, n_entities)``."""
+        q = self.entity_emb(heads) * self.relation_emb(relations)
+        return q @ self.entity_emb.weight[:self.n_entities].T
+
+    def score_heads(self, relations: Tensor, tails: Tensor) -> Tensor:
+        """DistMult is symmetric in ``h`` and ``t``: ``g(h, r, t)`` for every ``h``."""
+        return self.score_tails(tails, relations)
+
+    # ---- explanation ----------------------------------------------------------------
+    @torch.no_grad()
+    def explain(self, items: Tensor | np.ndarray | list[int]) -> list[dict[str, Any]]:
+        """Attention weights of each item's triples ``(v, r, t)`` (Section 2.2).
+
+        Returns one dict per item: ``item``, ``entity`` (the item's entity, ``-1`` if
+        none), ``relations``, ``tails`` and ``weights`` (NumPy arrays over the item's own
+        triples, at most ``max_triples`` of them; the weights sum to one, or are empty for
+        an item without triples).
+        """
+        items = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.h.device)
+        alpha, rel, tail, mask = self.attention(items)
+        ent = self.item_row[items]
+        out = []
+        for k in range(len(items)):
+            m = mask[k]
+            e = int(ent[k])
+            out.append({
+                "item": int(items[k]),
+                "entity": e if e < self.n_entities else -1,
+                "relations": rel[k][m].cpu().numpy(),
+                "tails": tail[k][m].cpu().numpy(),
+                "weights": alpha[k][m].cpu().numpy(),
+            })
+        return out

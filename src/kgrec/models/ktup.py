@@ -1,0 +1,168 @@
+"""KTUP: knowledge-enhanced TUP jointly trained with TransH (KTUP paper, Section 5).
+
+* Item enhancement (Eq. 16-18): ``i_hat = i + e`` for an item aligned with entity ``e``;
+  items without an entity keep ``i``. The KG task uses the plain entity embeddings.
+* Preferences = relations (Eq. 19-20): one preference per relation, ``p_hat = p + r`` and
+  ``w_hat = w_p + w_r`` where ``r``/``w_r`` are TransH's translation and normal of the
+  relation (the authors' code averages them, ``(p + r) / 2``; we follow the equations).
+  The similarity of Eq. 8 and the mixing of Eq. 9/14 use ``p_hat``/``w_hat``.
+* KG task: TransH (Eq. 1-4) on ``entity_emb``, ``relation_emb``, ``norm_emb`` with the
+  corruption choice and soft constraints of :mod:`kgrec.models.transe` /
+  :mod:`kgrec.models.transh`; ``score_tails``/``score_heads`` rank entities for completion.
+* Joint loss (Eq. 21) ``L = lambda L_p + (1 - lambda) L_k``: the trainer alternates the
+  ``rec`` and ``kg`` tasks (``train.schedule``), and with ``joint_weighting="loss"``
+  (default) ``forward`` returns ``lambda * L_p`` for ``rec`` and ``(1 - lambda) * L_k`` for
+  ``kg``, so one rec step plus one kg step follows the gradient of Eq. 21. The authors' code
+  instead realises lambda as the share of steps (``10 lambda`` rec steps in every 10);
+  ``joint_weighting="steps"`` returns the unweighted losses so that a schedule such as
+  ``[[rec, 7], [kg, 3]]`` reproduces that reading.
+* Warm start (Section 6.3): ``pretrained`` names one or more kgrec checkpoints
+  (``{"model": state_dict, ...}``, loaded with ``weights_only=True``); every tensor whose
+  name and shape match one of KTUP's parameters is copied: ``user_emb.weight``,
+  ``item_emb.weight`` (BPRMF, TUP), ``entity_emb.weight``, ``relation_emb.weight`` (TransE,
+  TransH), ``norm_emb.weight`` (TransH), ``pref_emb.weight``/``pref_norm_emb.weight`` (TUP
+  trained with ``n_preferences`` = number of relations). Other names are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kgrec.data.dataset import KGDataset, Split
+from kgrec.errors import ConfigError
+from kgrec.models.base import Model, register_model
+from kgrec.models.transe import init_embedding, relation_head_prob
+from kgrec.models.transh import TransH
+from kgrec.models.tup import PreferenceTranslation, _check_induction
+
+
+@register_model("ktup")
+class KTUP(PreferenceTranslation, TransH):
+    """KTUP: TUP over entity-enhanced items and relation-aligned preferences, plus TransH."""
+
+    tasks: ClassVar[tuple[str, ...]] = ("rec", "kg")
+    task_samplers: ClassVar[dict[str, str]] = {"rec": "bpr", "kg": "triples"}
+
+    def __init__(self, n_users: int, n_items: int, n_entities: int, n_relations: int,
+                 dim: int = 100, induction: Literal["hard", "soft"] = "soft",
+                 joint_lambda: float = 0.5, joint_weighting: Literal["loss", "steps"] = "loss",
+                 margin: float = 1.0, norm: int = 1, tau: float = 1.0,
+                 corrupt: Literal["uniform", "bern", "both"] = "uniform",
+                 soft_constraint: float = 1.0, l2: float = 0.0,
+                 item_entity: Sequence[int] | np.ndarray | None = None,
+                 triples: np.ndarray | None = None, relation_names: list[str] | None = None,
+                 head_prob: np.ndarray | None = None, pretrained: str | list[str] | None = None,
+                 chunk_elems: int = 1 << 24) -> None:
+        TransH.__init__(self, n_entities, n_relations, dim, margin, norm, corrupt,
+                        soft_constraint, head_prob, n_users, n_items)
+        _check_induction(induction, tau, norm)
+        if not 0.0 <= joint_lambda <= 1.0:
+            raise ConfigError(f"joint_lambda must be in [0, 1], got {joint_lambda}")
+        if joint_weighting not in ("loss", "steps"):
+            raise ConfigError(f"joint_weighting must be 'loss' or 'steps', got {joint_weighting!r}")
+        self.induction, self.tau = induction, float(tau)
+        self.joint_lambda, self.joint_weighting = float(joint_lambda), joint_weighting
+        self.l2, self.chunk_elems = float(l2), int(chunk_elems)
+        self.n_preferences = n_relations
+        self.user_emb = init_embedding(n_users, dim)
+        self.item_emb = init_embedding(n_items, dim)
+        self.pref_emb = init_embedding(n_relations, dim)
+        self.pref_norm_emb = init_embedding(n_relations, dim)
+        ie = np.full(n_items, -1) if item_entity is None else np.asarray(item_entity)
+        if ie.shape != (n_items,) or (ie >= n_entities).any():
+            raise ConfigError("item_entity needs one entity id (or -1) per item")
+        self.register_buffer("item_entity", torch.as_tensor(ie, dtype=torch.long),
+                             persistent=False)
+        self.triples = (np.zeros((0, 3), np.int64) if triples is None
+                        else np.asarray(triples, np.int64).reshape(-1, 3))
+        self.relation_names = relation_names
+        self.loaded: dict[str, list[str]] = {}
+        for path in [pretrained] if isinstance(pretrained, str) else (pretrained or []):
+            self.load_pretrained(path)
+
+    @classmethod
+    def build(cls, dataset: KGDataset, train: Split, **kwargs: Any) -> Model:
+        triples = dataset.kg_split["train"] if dataset.kg_split else dataset.triples
+        if kwargs.get("corrupt") == "bern":
+            kwargs["head_prob"] = relation_head_prob(triples, dataset.n_relations)
+        return cls(n_users=dataset.n_users, n_items=dataset.n_items,
+                   n_entities=dataset.n_entities, n_relations=dataset.n_relations,
+                   item_entity=dataset.item_entity, triples=triples,
+                   relation_names=dataset.relation_names, **kwargs)
+
+    def load_pretrained(self, path: str) -> list[str]:
+        """Copy matching tensors of a kgrec checkpoint into this model; returns their names."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: pretrained checkpoint not found")
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(state, dict):
+            raise ConfigError(f"{p}: not a kgrec checkpoint (expected {{'model': state_dict}})")
+        own = dict(self.named_parameters())
+        done = []
+        with torch.no_grad():
+            for name, value in state.items():
+                if name in own and isinstance(value, Tensor) and value.shape == own[name].shape:
+                    own[name].copy_(value)
+                    done.append(name)
+        if not done:
+            raise ConfigError(f"{p}: no tensor matches a KTUP parameter by name and shape "
+                              f"(expected some of {', '.join(sorted(own))})")
+        self.loaded[str(p)] = done
+        return done
+
+    # --- Eq. 17-20 ----------------------------------------------------------------------
+    def item_vectors(self, items: Tensor) -> Tensor:
+        """``i_hat = i + e`` for aligned items, ``i`` otherwise (Eq. 18)."""
+        ent = self.item_entity[items]
+        e = self.entity_emb(ent.clamp_min(0)) * (ent >= 0).unsqueeze(-1).to(self.item_emb.weight)
+        return self.item_emb(items) + e
+
+    def all_items(self) -> Tensor:
+        return self.item_vectors(torch.arange(self.n_items, device=self.item_entity.device))
+
+    def preference_tables(self) -> tuple[Tensor, Tensor]:
+        """``p_hat = p + r`` and ``w_hat = w_p + w_r`` for every relation (Eq. 19-20)."""
+        return (self.pref_emb.weight + self.relation_emb.weight,
+                self.pref_norm_emb.weight + self.norm_emb.weight)
+
+    def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:
+        weighted = self.joint_weighting == "loss"
+        if task == "rec":
+            loss = self.rec_loss(batch)
+            return self.joint_lambda * loss if weighted else loss
+        if task == "kg":
+            loss = self.kg_loss(batch)
+            return (1.0 - self.joint_lambda) * loss if weighted else loss
+        raise ValueError(f"ktup has no task {task!r}")
+
+    # --- explanations (Section 6.7) -----------------------------------------------------
+    def facts(self, entity: int, relation: int,
+              limit: int | None = None) -> list[tuple[int, int, int]]:
+        """Training triples ``(h, r, t)`` with ``entity`` as head or tail under ``relation``."""
+        if entity < 0 or len(self.triples) == 0:
+            return []
+        t = self.triples
+        rows = np.flatnonzero((t[:, 1] == relation) & ((t[:, 0] == entity) | (t[:, 2] == entity)))
+        rows = rows[:limit] if limit is not None else rows
+        return [tuple(int(x) for x in t[k]) for k in rows]
+
+    def explain(self, user: int, items: Sequence[int] | Tensor,
+                max_facts: int | None = 10) -> list[dict[str, Any]]:
+        """Per item: the induced preference as a relation (id, name, weight), the attention
+        over all relations, the aligned entity and its training facts under that relation."""
+        out = super().explain(user, items)
+        for row in out:
+            rel, ent = row["preference"], int(self.item_entity[row["item"]])
+            row["relation"] = rel
+            row["relation_name"] = self.relation_names[rel] if self.relation_names else None
+            row["entity"] = ent if ent >= 0 else None
+            row["facts"] = self.facts(ent, rel, max_facts)
+        return out

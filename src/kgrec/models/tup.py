@@ -1,0 +1,194 @@
+"""TUP: translation-based user preference model (KTUP paper, Section 4).
+
+For a pair ``(u, i)`` a preference is induced from a set ``P`` of latent preferences, each
+with a translation vector ``p`` and a hyperplane normal ``w_p``; the pair's distance is the
+hyperplane translation ``g(u, i; p) = ||u_perp + p - i_perp||_1`` (Eq. 11-13, with
+``x_perp = x - (w_p^T x) w_p``) and training minimises the BPR loss of Eq. 15,
+``-log sigmoid(g(u, i'; p') - g(u, i; p))`` averaged over the batch.
+
+Readings taken (the extracted formulas are partly garbled):
+
+* Similarity (Eq. 8): ``phi(u, i, p) = (u + i)^T p``, used directly as the logits
+  ``log(pi_p)`` of Eq. 5 (as the authors' code does).
+* Hard induction (Eq. 5-7): Straight-Through Gumbel-softmax with Gumbel noise
+  ``-log(-log U)``, ``U ~ Uniform(0, 1)`` (the paper's "N(0, 1)" cannot feed a log), and
+  temperature ``tau``. The forward value is the exact one-hot ``z``; the gradient is that of
+  the Gumbel-softmax ``y``. Noise is drawn only in training mode; ``score``/``score_all``
+  and ``explain`` use the deterministic ``argmax`` of the logits.
+* Soft induction (Eq. 9-10, 14): ``alpha = softmax(phi)`` over preferences ("proportional to
+  the similarity"; the authors' code uses the raw, unnormalised dot products), then
+  ``p = sum alpha p'`` and ``w_p = sum alpha w_p'``.
+* The induced normal is L2-normalised before projecting (TransH's ``||w|| = 1``).
+* Regularisation: ``soft_constraint`` times the mean TransH orthogonality
+  ``(w_p^T p)^2 / ||p||^2`` over all preferences (the authors' ``orthogonalLoss``), and
+  ``l2`` times the mean squared norm of the batch's user/item vectors (the paper's L2
+  coefficient; the authors apply it as optimiser weight decay instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kgrec.errors import ConfigError
+from kgrec.models.base import Model, register_model
+from kgrec.models.transe import init_embedding
+from kgrec.models.transh import orthogonality_penalty, transh_project
+
+
+def st_gumbel_softmax(logits: Tensor, tau: float = 1.0, noise: bool = True) -> Tensor:
+    """Straight-Through Gumbel-softmax over the last dimension (Eq. 6-7).
+
+    Forward: the exact one-hot of ``argmax(logits + g)``; backward: the gradient of
+    ``y = softmax((logits + g) / tau)``. ``noise=False`` drops ``g`` (deterministic).
+    """
+    if noise:
+        u = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
+        logits = logits - torch.log(-torch.log(u))
+    y = F.softmax(logits / tau, dim=-1)
+    hard = F.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
+    return hard + (y - y.detach())  # exactly ``hard`` in the forward pass
+
+
+class PreferenceTranslation:
+    """Preference induction and hyperplane translation shared by TUP and KTUP.
+
+    Hooks: :meth:`item_vectors` (items as used by the translation), :meth:`all_items`
+    and :meth:`preference_tables` (translation vectors and normals of every preference).
+    Needs attributes ``user_emb``, ``induction``, ``tau``, ``norm``, ``n_items``.
+    """
+
+    induction: str
+    tau: float
+    norm: int
+    chunk_elems: int
+
+    def item_vectors(self, items: Tensor) -> Tensor:
+        return self.item_emb(items)
+
+    def all_items(self) -> Tensor:
+        return self.item_emb.weight
+
+    def preference_tables(self) -> tuple[Tensor, Tensor]:
+        return self.pref_emb.weight, self.pref_norm_emb.weight
+
+    # --- Eq. 5-10, 14 -------------------------------------------------------------------
+    @staticmethod
+    def similarity(u: Tensor, i: Tensor, prefs: Tensor) -> Tensor:
+        """``phi(u, i, p) = (u + i)^T p`` for every preference, shape ``(..., P)`` (Eq. 8)."""
+        return (u + i) @ prefs.T
+
+    def attention(self, logits: Tensor, stochastic: bool) -> Tensor:
+        """Preference weights: ST Gumbel one-hot (hard) or softmax attention (soft)."""
+        if self.induction == "hard":
+            return st_gumbel_softmax(logits, self.tau, noise=stochastic)
+        return F.softmax(logits, dim=-1)
+
+    def pair_distance(self, u: Tensor, i: Tensor, stochastic: bool = False) -> Tensor:
+        """``g(u, i; p)`` (Eq. 11-14) of aligned rows ``u, i (..., d)``, shape ``(...)``."""
+        prefs, normals = self.preference_tables()
+        logits = self.similarity(u, i, prefs)
+        if self.induction == "hard" and not stochastic:
+            k = logits.argmax(-1)  # deterministic hard induction: pick, don't mix
+            p, w = prefs[k], normals[k]
+        else:
+            a = self.attention(logits, stochastic)
+            p, w = a @ prefs, a @ normals
+        diff = transh_project(u, w) + p - transh_project(i, w)
+        return torch.linalg.vector_norm(diff, ord=self.norm, dim=-1)
+
+    def rec_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """BPR loss of Eq. 15 plus the soft constraint and L2 terms."""
+        u = self.user_emb(batch["users"])
+        ip, ineg = self.item_vectors(batch["pos_items"]), self.item_vectors(batch["neg_items"])
+        noisy = self.training
+        g_pos, g_neg = self.pair_distance(u, ip, noisy), self.pair_distance(u, ineg, noisy)
+        loss = -F.logsigmoid(g_neg - g_pos).mean()
+        if self.soft_constraint > 0:
+            loss = loss + self.soft_constraint * orthogonality_penalty(*self.preference_tables())
+        if self.l2 > 0:
+            sq = u.pow(2).sum(-1) + ip.pow(2).sum(-1) + ineg.pow(2).sum(-1)
+            loss = loss + self.l2 * sq.mean()
+        return loss
+
+    # --- scoring ------------------------------------------------------------------------
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        """``-g(u, i; p)`` with deterministic induction, shape ``(B,)``."""
+        return -self.pair_distance(self.user_emb(users), self.item_vectors(items))
+
+    def score_all(self, users: Tensor) -> Tensor:
+        """``-g`` of every item for each user, ``(B, n_items)``, in chunks of users so that
+        the ``(chunk, n_items, d)`` pair tensors stay below ``chunk_elems`` elements."""
+        u_all, items = self.user_emb(users), self.all_items()
+        n, d = items.shape
+        step = max(1, self.chunk_elems // max(n * d, 1))
+        out = [-self.pair_distance(u_all[s:s + step, None, :], items[None, :, :])
+               for s in range(0, len(users), step)]
+        return torch.cat(out) if out else u_all.new_zeros(0, n)
+
+    @torch.no_grad()
+    def preference_weights(self, user: int, items: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """``(weights (n, P), chosen (n,))``: attention distribution and induced preference.
+
+        For hard induction the weights are the noise-free Gumbel-softmax ``softmax(phi/tau)``
+        and the chosen preference is its argmax (the one used for scoring).
+        """
+        dev = self.user_emb.weight.device
+        items = torch.as_tensor(items, dtype=torch.long, device=dev).reshape(-1)
+        u = self.user_emb(torch.full_like(items, int(user)))
+        logits = self.similarity(u, self.item_vectors(items), self.preference_tables()[0])
+        tau = self.tau if self.induction == "hard" else 1.0
+        weights = F.softmax(logits / tau, dim=-1)
+        return weights, logits.argmax(-1)
+
+    def explain(self, user: int, items: Sequence[int] | Tensor) -> list[dict[str, Any]]:
+        """Per item: ``{"item", "preference", "weight", "weights"}`` (Section 6.7)."""
+        weights, chosen = self.preference_weights(user, items)
+        items = torch.as_tensor(items).reshape(-1).tolist()
+        rows = zip(items, chosen.tolist(), weights, strict=True)
+        return [{"item": int(i), "preference": int(k), "weight": float(w[k]),
+                 "weights": w.tolist()} for i, k, w in rows]
+
+
+def _check_induction(induction: str, tau: float, norm: int) -> None:
+    if induction not in ("hard", "soft"):
+        raise ConfigError(f"induction must be 'hard' or 'soft', got {induction!r}")
+    if tau <= 0:
+        raise ConfigError(f"tau must be positive, got {tau}")
+    if norm not in (1, 2):
+        raise ConfigError(f"norm must be 1 or 2, got {norm}")
+
+
+@register_model("tup")
+class TUP(PreferenceTranslation, Model):
+    """TUP with ``n_preferences`` latent preferences and hard or soft induction."""
+
+    tasks: ClassVar[tuple[str, ...]] = ("rec",)
+    task_samplers: ClassVar[dict[str, str]] = {"rec": "bpr"}
+
+    def __init__(self, n_users: int, n_items: int, n_preferences: int = 20, dim: int = 100,
+                 induction: Literal["hard", "soft"] = "soft", norm: int = 1, tau: float = 1.0,
+                 soft_constraint: float = 1.0, l2: float = 0.0, chunk_elems: int = 1 << 24,
+                 n_entities: int = 0, n_relations: int = 0) -> None:
+        super().__init__()
+        _check_induction(induction, tau, norm)
+        if n_preferences <= 0 or dim <= 0:
+            raise ConfigError("n_preferences and dim must be positive")
+        self.n_users, self.n_items = n_users, n_items
+        self.n_preferences, self.dim = n_preferences, dim
+        self.induction, self.norm, self.tau = induction, norm, float(tau)
+        self.soft_constraint, self.l2 = float(soft_constraint), float(l2)
+        self.chunk_elems = int(chunk_elems)
+        self.user_emb = init_embedding(n_users, dim)
+        self.item_emb = init_embedding(n_items, dim)
+        self.pref_emb = init_embedding(n_preferences, dim)
+        self.pref_norm_emb = init_embedding(n_preferences, dim)
+
+    def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:
+        if task != "rec":
+            raise ValueError(f"tup has no task {task!r}")
+        return self.rec_loss(batch)

@@ -1,0 +1,171 @@
+"""One experiment from a :class:`~kgrec.config.RunConfig`: data, split, model, training,
+validation-selected model, a single final test evaluation, and the run folder.
+
+Run folder contents: ``config.yaml`` (resolved config), ``checkpoint.pt`` (last epoch,
+for resuming), ``model.pt`` (validation-best state dict + config) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from kgrec.config import RunConfig
+from kgrec.data import load_dataset, make_split
+from kgrec.data.dataset import KGDataset, Split
+from kgrec.data.registry import atomic_write_bytes
+from kgrec.data.samplers import make_sampler
+from kgrec.data.splits import split_triples
+from kgrec.errors import ConfigError
+from kgrec.evaluation import evaluate_ctr, evaluate_kg, evaluate_topk
+from kgrec.models import get_model_class
+from kgrec.models.base import Model
+from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
+from kgrec.training.schedule import default_schedule
+from kgrec.training.trainer import Trainer
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` intra-op threads (default: the machine's cores, at most 2 for the small
+    models here, where more threads only add synchronisation)."""
+    torch.set_num_threads(n or min(2, os.cpu_count() or 1))
+
+
+def prepare_data(cfg: RunConfig, data_dir: str | Path | None = None) -> tuple[KGDataset, Split]:
+    dataset = load_dataset(cfg.data.dataset, cfg.data.layout, data_dir)
+    split = make_split(dataset, cfg.data.split, cfg.data.ratios, cfg.seed, cfg.data.train_ratio,
+                       cfg.data.negatives)
+    if cfg.data.kg_split is not None and dataset.kg_split is None:
+        dataset.kg_split = split_triples(dataset.triples, cfg.data.kg_split, cfg.seed)
+    return dataset, split
+
+
+def build_model(cfg: RunConfig, dataset: KGDataset, split: Split) -> Model:
+    cls = get_model_class(cfg.model)
+    try:
+        return cls.build(dataset, split, **cfg.model_args)
+    except TypeError as e:
+        raise ConfigError(f"model_args for {cfg.model!r}: {e}") from None
+
+
+def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, stage: str,
+             protocols: list[str] | None = None) -> dict[str, Any]:
+    """Metrics of ``stage`` ("valid" or "test") under the config's protocols, flat."""
+    out: dict[str, Any] = {}
+    protocols = protocols if protocols is not None else cfg.eval.protocols
+    rows = split.valid if stage == "valid" else split.test
+    if "ctr" in protocols:
+        out.update(evaluate_ctr(model, rows))
+    if "topk" in protocols:
+        out.update(evaluate_topk(model, split, stage, cfg.eval.ks, cfg.eval.ndcg,
+                                 cfg.eval.batch_users, dataset.n_users, dataset.n_items))
+    return out
+
+
+def _protocols_for(monitor: str) -> list[str]:
+    key = monitor.split(".", 1)[-1]
+    return ["ctr"] if key in ("auc", "acc") else ["topk"] if "@" in key else ["ctr", "topk"]
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
+        resume: bool = True, progress: bool | None = None,
+        stop_after: int | None = None) -> dict[str, Any]:
+    """Train and evaluate as ``cfg`` says; write the run folder; return the metrics.
+
+    With ``resume`` and a ``checkpoint.pt`` from the same config in ``out_dir``, training
+    continues after its last completed epoch.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.train.threads)
+    cfg_dict = cfg.model_dump(mode="json")
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and resume:
+        prev = load_checkpoint(ckpt_path).get("config")
+        if prev != cfg_dict:
+            raise ConfigError(f"{ckpt_path}: written by a different config; use another --out "
+                              "or --no-resume")
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False).encode())
+
+    dataset, split = prepare_data(cfg, data_dir)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    model = build_model(cfg, dataset, split)
+    tasks = model.tasks
+    samplers, optimizers = {}, {}
+    params = list(model.parameters())
+    for task in tasks:
+        opts = cfg.train.sampler_options.get(task, {})
+        bs = cfg.train.for_task(cfg.train.batch_size, task)
+        samplers[task] = make_sampler(model.task_samplers[task], dataset, split, bs, **opts)
+        optimizers[task] = OPTIMIZERS[cfg.train.optimizer](
+            params, lr=cfg.train.for_task(cfg.train.lr, task), weight_decay=cfg.train.weight_decay)
+    schedule = cfg.train.schedule or default_schedule(tasks)
+    monitor = cfg.train.monitor
+    if not monitor.startswith("valid."):
+        raise ConfigError(f"train.monitor must be a validation metric (valid.*), got {monitor!r}")
+    key = monitor.split(".", 1)[1]
+    protocols = _protocols_for(monitor)
+
+    trainer = Trainer(
+        model, samplers, optimizers, schedule,
+        validate=lambda: evaluate(model, dataset, split, cfg, "valid", protocols),
+        monitor=key, epochs=cfg.train.epochs, patience=cfg.train.patience, seed=cfg.seed,
+        checkpoint=ckpt_path, progress=progress, extra_state={"config": cfg_dict},
+    )
+    if resume and ckpt_path.exists():
+        trainer.resume(ckpt_path)
+    trainer.stop_after = stop_after
+    state = trainer.fit()
+
+    # the validation-best model is loaded; the test split is used once, here
+    metrics: dict[str, Any] = {
+        "model": cfg.model, "dataset": cfg.data.dataset, "seed": cfg.seed,
+        "valid": evaluate(model, dataset, split, cfg, "valid"),
+    }
+    test = evaluate(model, dataset, split, cfg, "test")
+    metrics["test"] = {k: v for k, v in test.items() if "@" not in k}
+    if "topk" in cfg.eval.protocols:
+        metrics["topk"] = {k: v for k, v in test.items() if "@" in k}
+    if "kg" in cfg.eval.protocols:
+        if not dataset.kg_split:
+            raise ConfigError("eval protocol kg needs data.kg_split or a dataset with a KG split")
+        known = np.concatenate(list(dataset.kg_split.values()))
+        metrics["kg"] = evaluate_kg(model, dataset.kg_split["test"], known)
+    if hasattr(model, "kge_rmse"):
+        metrics["kge_rmse"] = model.kge_rmse(torch.from_numpy(dataset.triples))
+    metrics.update({
+        "epochs": state.epoch,
+        "best_epoch": trainer.stopper.best_epoch + 1,
+        "train_seconds": round(state.train_seconds, 3),
+        "history": state.history,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    save_checkpoint(out / "model.pt", {"model": model.state_dict(), "config": cfg_dict})
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def load_run(run_dir: str | Path, data_dir: str | Path | None = None):
+    """Rebuild ``(model, dataset, split, cfg)`` of a finished run folder."""
+    run_dir = Path(run_dir)
+    saved = load_checkpoint(run_dir / "model.pt")
+    cfg = RunConfig.model_validate(saved["config"])
+    dataset, split = prepare_data(cfg, data_dir)
+    model = build_model(cfg, dataset, split)
+    model.load_state_dict(saved["model"])
+    model.eval()
+    return model, dataset, split, cfg

@@ -1,0 +1,272 @@
+"""JNSKR: the efficient whole-data losses (Eq. 5, Eq. 9) against loops over every pair and
+triple, the attentive item representation, the sampler and the scoring API."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kgrec.data.dataset import KGDataset, Split
+from kgrec.data.samplers import make_sampler
+from kgrec.models.jnskr import JNSKR, JNSKRSampler, negative_weights
+
+torch.set_num_threads(1)
+
+N_USERS, N_ITEMS, N_ENT, N_REL = 5, 5, 8, 3
+# items 0..3 align with entities 2, 0, 5, 1; item 4 has no entity
+ITEM_ENTITY = np.array([2, 0, 5, 1, -1])
+TRIPLES = np.array([
+    [2, 0, 3], [2, 1, 4], [2, 2, 0], [2, 0, 7],  # item 0: four triples
+    [0, 1, 6], [0, 0, 6],                        # item 1
+    [5, 2, 2],                                   # item 2
+    [3, 1, 7], [6, 0, 2], [7, 2, 3],             # heads that are not items
+])                                               # item 3 (entity 1) has no triple
+PAIRS = np.array([[0, 0], [0, 1], [1, 0], [1, 2], [2, 3], [3, 0], [3, 4], [4, 1], [4, 2]])
+
+
+def make_dataset() -> tuple[KGDataset, Split]:
+    rows = np.c_[PAIRS, np.ones(len(PAIRS), np.int64)]
+    ds = KGDataset("toy", rows, TRIPLES, ITEM_ENTITY, N_USERS, N_ITEMS, N_ENT, N_REL)
+    return ds, Split(train=rows, valid=rows[:0], test=rows[:0])
+
+
+def make_model(weighting="popularity", **kw) -> tuple[JNSKR, KGDataset, Split]:
+    torch.manual_seed(0)
+    ds, split = make_dataset()
+    args = dict(dim=4, attention_dim=3, weighting=weighting, c0=2.0, c1=3.0, c_pos=1.3,
+                w_pos=0.7, mu=0.5, l2=0.01, l2_attention=0.02, dropout=0.0, kg_dropout=0.0)
+    args.update(kw)
+    model = JNSKR.build(ds, split, **args).double()
+    with torch.no_grad():  # well-scaled random parameters so every term matters
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return model, ds, split
+
+
+def brute_item_repr(model: JNSKR, v: int) -> torch.Tensor:
+    """q_v by the definition: loop over the item's triples."""
+    e = int(ITEM_ENTITY[v])
+    ent = model.entity_emb.weight
+    row = e if e >= 0 else N_ENT  # the one unlinked item gets the first extra row
+    own = [tuple(t) for t in TRIPLES if t[0] == e] if e >= 0 else []
+    if not own:
+        return ent[row]
+    logits = torch.stack([
+        model.att_h @ torch.relu(model.att_w1 @ ent[t] + model.att_w2 @ model.relation_emb.weight[r]
+                                 + model.att_b) for _, r, t in own])
+    alpha = torch.softmax(logits, 0)
+    return ent[row] + sum(a * ent[t] for a, (_, _, t) in zip(alpha, own))
+
+
+def brute_losses(model: JNSKR, items, heads) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted squared losses over every (u, v), v in items, and every (h, r, t), h in
+    heads, minus the parameter-free constant (sum of positive weights)."""
+    observed = {tuple(p) for p in PAIRS}
+    cf = torch.zeros((), dtype=torch.float64)
+    for v in items:
+        q = brute_item_repr(model, v)
+        for u in range(N_USERS):
+            y = (model.h * model.user_emb.weight[u] * q).sum()
+            if (u, v) in observed:
+                cf = cf + model.c_pos * (1.0 - y) ** 2 - model.c_pos
+            else:
+                cf = cf + model.c_neg[v] * y ** 2
+    known = {tuple(t) for t in TRIPLES}
+    kg = torch.zeros((), dtype=torch.float64)
+    ent, rel = model.entity_emb.weight, model.relation_emb.weight
+    for hd in heads:
+        for r in range(N_REL):
+            for t in range(N_ENT):
+                g = (ent[hd] * rel[r] * ent[t]).sum()
+                if (hd, r, t) in known:
+                    kg = kg + model.w_pos * (1.0 - g) ** 2 - model.w_pos
+                else:
+                    kg = kg + model.w_neg[hd] * g ** 2
+    return cf, kg
+
+
+def grads(loss, model):
+    model.zero_grad()
+    loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("weighting", ["popularity", "uniform"])
+def test_efficient_losses_and_gradients_match_brute_force(weighting):
+    model, ds, split = make_model(weighting)
+    model.eval()  # dropout off; the loss is still differentiable
+    sampler = make_sampler("jnskr", ds, split, batch_size=2)
+    batches = list(sampler.epoch(3))
+    assert len(batches) == len(sampler) == 3  # 5 items with positives, 2 per batch
+    total_eff = total_brute = 0.0
+    for batch in batches:
+        items, heads = batch["items"].tolist(), batch["heads"].tolist()
+        cf, kg = brute_losses(model, items, heads)
+        # each efficient loss, value and gradient wrt every parameter
+        for eff, ref in ((model.cf_loss(batch), cf), (model.kg_loss(batch), kg)):
+            torch.testing.assert_close(eff, ref, rtol=1e-5, atol=1e-5)
+            g_eff = grads(eff, model)
+            g_ref = grads(ref, model)
+            for name in g_ref:
+                torch.testing.assert_close(g_eff[name], g_ref[name], rtol=1e-5, atol=1e-5,
+                                           msg=name)
+        # the joint objective L_CF + mu L_KG + lambda ||Theta||^2
+        joint = model(batch, task="rec")
+        cf, kg = brute_losses(model, items, heads)
+        ref = cf + model.mu * kg + model.regularisation()
+        torch.testing.assert_close(joint, ref, rtol=1e-5, atol=1e-5)
+        g_eff, g_ref = grads(joint, model), grads(ref, model)
+        for name in g_ref:
+            torch.testing.assert_close(g_eff[name], g_ref[name], rtol=1e-5, atol=1e-5, msg=name)
+        total_eff += float(model.cf_loss(batch) + model.kg_loss(batch))
+        total_brute += float(sum(brute_losses(model, items, heads)))
+    # an epoch covers every item and every head with triples exactly once: the sum of the
+    # batch losses is the whole-data loss
+    cf_all, kg_all = brute_losses(model, range(N_ITEMS), sorted(set(TRIPLES[:, 0])))
+    assert total_eff == pytest.approx(float(cf_all + kg_all), rel=1e-9, abs=1e-9)
+    assert total_brute == pytest.approx(float(cf_all + kg_all), rel=1e-9, abs=1e-9)
+
+
+def test_sampler_covers_items_and_heads_once_and_counts_only_active_items():
+    ds, split = make_dataset()
+    # item 4 gets no training positive: it rides along without counting in the batch size
+    rows = np.c_[PAIRS, np.ones(len(PAIRS), np.int64)]
+    rows = rows[rows[:, 1] != 4]
+    s = JNSKRSampler.from_data(ds, Split(rows, rows[:0], rows[:0]), batch_size=2)
+    assert len(s) == 2  # 4 active items / 2
+    batches = list(s.epoch(0))
+    items = np.concatenate([b["items"].numpy() for b in batches])
+    heads = np.concatenate([b["heads"].numpy() for b in batches])
+    assert sorted(items) == list(range(N_ITEMS))
+    assert sorted(heads) == sorted(set(TRIPLES[:, 0]))
+    pairs = {(int(u), int(b["items"][k])) for b in batches
+             for k, u in zip(b["pos_index"], b["pos_users"])}
+    assert pairs == {tuple(p) for p in rows[:, :2]}
+    trip = {(int(b["heads"][k]), int(r), int(t)) for b in batches
+            for k, r, t in zip(b["kg_index"], b["kg_relations"], b["kg_tails"])}
+    assert trip == {tuple(t) for t in TRIPLES}
+    # deterministic per seed
+    again = list(s.epoch(0))
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(batches, again) for k in a)
+
+
+def test_negative_weights_popularity_and_uniform():
+    w = negative_weights(np.array([4, 1, 0, 9]), 10.0, "popularity", 0.5)
+    np.testing.assert_allclose(w, 10.0 * np.array([2, 1, 0, 3]) / 6.0)
+    u = negative_weights(np.array([4, 1, 0, 9]), 6.0, "uniform", 0.5, np.array([1, 1, 0, 1]))
+    np.testing.assert_allclose(u, [2.0, 2.0, 0.0, 2.0])
+    model, *_ = make_model("popularity")
+    freq = np.bincount(PAIRS[:, 1], minlength=N_ITEMS) ** 0.5
+    np.testing.assert_allclose(model.c_neg.numpy(), 2.0 * freq / freq.sum())
+
+
+def test_item_repr_matches_definition_and_is_padding_invariant():
+    model, *_ = make_model()
+    model.eval()
+    with torch.no_grad():
+        alone = [model.item_repr(torch.tensor([v]))[0] for v in range(N_ITEMS)]
+        together = model.item_repr(torch.arange(N_ITEMS))  # padded to item 0's 4 triples
+        for v in range(N_ITEMS):
+            torch.testing.assert_close(alone[v], brute_item_repr(model, v))
+            torch.testing.assert_close(together[v], alone[v])
+
+
+def test_explain_weights_cover_own_triples_and_sum_to_one():
+    model, *_ = make_model()
+    out = model.explain([0, 1, 2, 3, 4])
+    for rec, v in zip(out, range(N_ITEMS)):
+        e = int(ITEM_ENTITY[v])
+        assert rec["entity"] == e
+        own = sorted((int(r), int(t)) for h, r, t in TRIPLES if h == e) if e >= 0 else []
+        assert sorted(zip(rec["relations"].tolist(), rec["tails"].tolist())) == own
+        if own:
+            assert rec["weights"].sum() == pytest.approx(1.0, abs=1e-12)
+            assert (rec["weights"] > 0).all()
+        else:
+            assert len(rec["weights"]) == 0
+    # attention is not uniform once the parameters are random
+    assert np.ptp(out[0]["weights"]) > 1e-3
+
+
+def test_triple_cap_is_a_deterministic_subset():
+    a, *_ = make_model(max_triples=2, triple_seed=1)
+    b, *_ = make_model(max_triples=2, triple_seed=1)
+    ra, rb = a.explain([0])[0], b.explain([0])[0]
+    assert len(ra["tails"]) == 2
+    assert np.array_equal(ra["tails"], rb["tails"]) and np.array_equal(ra["relations"],
+                                                                       rb["relations"])
+    own = {(int(r), int(t)) for h, r, t in TRIPLES if h == 2}
+    assert set(zip(ra["relations"].tolist(), ra["tails"].tolist())) <= own
+    seen = set()
+    for seed in range(20):
+        m, *_ = make_model(max_triples=2, triple_seed=seed)
+        r = m.explain([0])[0]
+        seen.add(tuple(sorted(zip(r["relations"].tolist(), r["tails"].tolist()))))
+    assert len(seen) > 1  # different seeds draw different subsets
+
+
+def test_scores_are_the_prediction_and_vectorised():
+    model, *_ = make_model()
+    model.eval()
+    with torch.no_grad():
+        users = torch.arange(N_USERS)
+        full = model.score_all(users)
+        assert full.shape == (N_USERS, N_ITEMS)
+        for u in range(N_USERS):
+            for v in range(N_ITEMS):
+                ref = (model.h * model.user_emb.weight[u] * brute_item_repr(model, v)).sum()
+                assert float(full[u, v]) == pytest.approx(float(ref), rel=1e-10, abs=1e-12)
+        uu = users.repeat_interleave(N_ITEMS)
+        ii = torch.arange(N_ITEMS).repeat(N_USERS)
+        torch.testing.assert_close(model.score(uu, ii).view(N_USERS, N_ITEMS), full)
+        # the cache follows parameter updates
+        model.h.add_(1.0)
+        assert not torch.allclose(model.score_all(users), full)
+        t = model.score_tails(torch.tensor([2]), torch.tensor([1]))
+        ref = (model.entity_emb.weight[2] * model.relation_emb.weight[1]
+               * model.entity_emb.weight[:N_ENT]).sum(-1)
+        torch.testing.assert_close(t[0], ref)
+        torch.testing.assert_close(model.score_heads(torch.tensor([1]), torch.tensor([2])), t)
+
+
+def test_training_steps_reduce_loss_and_reach_attention():
+    torch.manual_seed(0)
+    ds, split = make_dataset()
+    model = JNSKR.build(ds, split, dim=8, c0=1.0, c1=1.0, dropout=0.1, kg_dropout=0.1)
+    sampler = make_sampler("jnskr", ds, split, batch_size=8)
+    opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
+    batch = next(sampler.epoch(0))
+    model.train()
+    losses = []
+    for step in range(60):
+        opt.zero_grad()
+        loss = model(batch, task="rec")
+        loss.backward()
+        if step == 0:
+            for name in ("att_w1", "att_w2", "att_b", "att_h", "h", "user_emb.weight",
+                         "entity_emb.weight", "relation_emb.weight"):
+                g = dict(model.named_parameters())[name].grad
+                assert g is not None and g.abs().sum() > 0, name
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.5
+    model.eval()
+    with torch.no_grad():
+        s = model.score_all(torch.arange(N_USERS))
+    # observed pairs rank above the unobserved ones on average after fitting
+    obs = np.zeros((N_USERS, N_ITEMS), bool)
+    obs[PAIRS[:, 0], PAIRS[:, 1]] = True
+    assert s.numpy()[obs].mean() > s.numpy()[~obs].mean()
+
+
+def test_bad_arguments_raise():
+    from kgrec.errors import ConfigError
+
+    ds, split = make_dataset()
+    with pytest.raises(ConfigError):
+        JNSKR.build(ds, split, weighting="zipf")
+    with pytest.raises(ConfigError):
+        JNSKR.build(ds, split, dropout=1.0)
+    with pytest.raises(ConfigError):
+        JNSKR.build(ds, split, max_triples=0)
