@@ -169,7 +169,7 @@ def test_kl_loss_signed_by_label_with_margin():
     kl3 = 0.9 * math.log(9) + 0.1 * math.log(1 / 9)  # 1.7578 > margin
     labels = torch.tensor([1.0, 0.0, 0.0])
     want = (kl1 + (0.5 - kl1) + max(0.0, 0.5 - kl3)) / 3
-    assert float(model.kl_loss(qs, ts, labels)) == pytest.approx(want, abs=1e-6)
+    assert model.kl_loss(qs, ts, labels).item() == pytest.approx(want, abs=1e-6)
 
 
 def test_query_excludes_the_target_in_training():
@@ -188,7 +188,8 @@ def test_query_excludes_the_target_in_training():
     ref.query_items[0] = torch.tensor([0, 3, -1])
     rel = (model.representation(model.query_side(users[:1], items[:1]))
            * model.representation(model.item_side(items[:1]))).sum(-1).detach()
-    assert float(rel[0]) == pytest.approx(float(ref.score(users[:1], items[:1]).detach()[0]), abs=1e-6)
+    want = ref.score(users[:1], items[:1]).detach()
+    assert float(rel[0]) == pytest.approx(float(want[0]), abs=1e-6)
 
 
 def test_balanced_query_drops_one_item_from_negatives():
@@ -218,12 +219,12 @@ def test_adam_steps_reduce_the_loss(variant):
     rows = torch.from_numpy(INTER)
     batch = {"users": rows[:, 0], "items": rows[:, 1], "labels": rows[:, 2].float()}
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    first = float(model(batch, "rec"))
+    first = model(batch, "rec").item()
     for _ in range(30):
         opt.zero_grad()
         model(batch, "rec").backward()
         opt.step()
-    assert float(model(batch, "rec")) < 0.7 * first
+    assert model(batch, "rec").item() < 0.7 * first
 
 
 def test_variants_use_the_right_duet_terms():
@@ -254,7 +255,7 @@ def test_explain_and_heatmap(tmp_path):
     assert sum(ex["user_distribution"]) == pytest.approx(1.0)
     assert sum(ex["item_distribution"]) == pytest.approx(1.0)
     assert ex["probability"] == pytest.approx(
-        float(torch.sigmoid(model.score(torch.tensor([0]), torch.tensor([2]))[0])), abs=1e-6)
+        torch.sigmoid(model.score(torch.tensor([0]), torch.tensor([2]))[0]).item(), abs=1e-6)
     out = plot_preference_heatmap(ex["user_distribution"], ex["item_distribution"],
                                   ["genre", "author"], tmp_path / "fig" / "h.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,15 +25,15 @@ TRIPLES = np.array([
 PAIRS = np.array([[0, 0], [0, 1], [1, 0], [1, 2], [2, 3], [3, 0], [3, 4], [4, 1], [4, 2]])
 
 
-def make_dataset() -> tuple[KGDataset, Split]:
-    rows = np.c_[PAIRS, np.ones(len(PAIRS), np.int64)]
+def make_dataset(pairs: np.ndarray = PAIRS) -> tuple[KGDataset, Split]:
+    rows = np.c_[pairs, np.ones(len(pairs), np.int64)]
     ds = KGDataset("toy", rows, TRIPLES, ITEM_ENTITY, N_USERS, N_ITEMS, N_ENT, N_REL)
     return ds, Split(train=rows, valid=rows[:0], test=rows[:0])
 
 
-def make_model(weighting="popularity", **kw) -> tuple[JNSKR, KGDataset, Split]:
+def make_model(weighting="popularity", pairs=PAIRS, **kw) -> tuple[JNSKR, KGDataset, Split]:
     torch.manual_seed(0)
-    ds, split = make_dataset()
+    ds, split = make_dataset(pairs)
     args = dict(dim=4, attention_dim=3, weighting=weighting, c0=2.0, c1=3.0, c_pos=1.3,
                 w_pos=0.7, mu=0.5, l2=0.01, l2_attention=0.02, dropout=0.0, kg_dropout=0.0)
     args.update(kw)
@@ -56,13 +56,13 @@ def brute_item_repr(model: JNSKR, v: int) -> torch.Tensor:
         model.att_h @ torch.relu(model.att_w1 @ ent[t] + model.att_w2 @ model.relation_emb.weight[r]
                                  + model.att_b) for _, r, t in own])
     alpha = torch.softmax(logits, 0)
-    return ent[row] + sum(a * ent[t] for a, (_, _, t) in zip(alpha, own))
+    return ent[row] + sum(a * ent[t] for a, (_, _, t) in zip(alpha, own, strict=True))
 
 
-def brute_losses(model: JNSKR, items, heads) -> tuple[torch.Tensor, torch.Tensor]:
+def brute_losses(model: JNSKR, items, heads, pairs=PAIRS) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted squared losses over every (u, v), v in items, and every (h, r, t), h in
     heads, minus the parameter-free constant (sum of positive weights)."""
-    observed = {tuple(p) for p in PAIRS}
+    observed = {tuple(p) for p in pairs}
     cf = torch.zeros((), dtype=torch.float64)
     for v in items:
         q = brute_item_repr(model, v)
@@ -89,20 +89,24 @@ def brute_losses(model: JNSKR, items, heads) -> tuple[torch.Tensor, torch.Tensor
 def grads(loss, model):
     model.zero_grad()
     loss.backward()
-    return {n: p.grad.clone() for n, p in model.named_parameters()}
+    return {n: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+            for n, p in model.named_parameters()}
 
 
 @pytest.mark.parametrize("weighting", ["popularity", "uniform"])
-def test_efficient_losses_and_gradients_match_brute_force(weighting):
-    model, ds, split = make_model(weighting)
+@pytest.mark.parametrize("cold", [False, True])
+def test_efficient_losses_and_gradients_match_brute_force(weighting, cold):
+    # cold: item 4 loses its only pair (c-_v = 0 under popularity weights, skipped)
+    pairs = PAIRS[PAIRS[:, 1] != 4] if cold else PAIRS
+    model, ds, split = make_model(weighting, pairs)
     model.eval()  # dropout off; the loss is still differentiable
     sampler = make_sampler("jnskr", ds, split, batch_size=2)
     batches = list(sampler.epoch(3))
-    assert len(batches) == len(sampler) == 3  # 5 items with positives, 2 per batch
+    assert len(batches) == len(sampler) == (2 if cold else 3)  # items with pairs / 2
     total_eff = total_brute = 0.0
     for batch in batches:
         items, heads = batch["items"].tolist(), batch["heads"].tolist()
-        cf, kg = brute_losses(model, items, heads)
+        cf, kg = brute_losses(model, items, heads, pairs)
         # each efficient loss, value and gradient wrt every parameter
         for eff, ref in ((model.cf_loss(batch), cf), (model.kg_loss(batch), kg)):
             torch.testing.assert_close(eff, ref, rtol=1e-5, atol=1e-5)
@@ -113,19 +117,19 @@ def test_efficient_losses_and_gradients_match_brute_force(weighting):
                                            msg=name)
         # the joint objective L_CF + mu L_KG + lambda ||Theta||^2
         joint = model(batch, task="rec")
-        cf, kg = brute_losses(model, items, heads)
+        cf, kg = brute_losses(model, items, heads, pairs)
         ref = cf + model.mu * kg + model.regularisation()
         torch.testing.assert_close(joint, ref, rtol=1e-5, atol=1e-5)
         g_eff, g_ref = grads(joint, model), grads(ref, model)
         for name in g_ref:
             torch.testing.assert_close(g_eff[name], g_ref[name], rtol=1e-5, atol=1e-5, msg=name)
-        total_eff += float(model.cf_loss(batch) + model.kg_loss(batch))
-        total_brute += float(sum(brute_losses(model, items, heads)))
+        total_eff += (model.cf_loss(batch) + model.kg_loss(batch)).item()
+        total_brute += sum(brute_losses(model, items, heads, pairs)).item()
     # an epoch covers every item and every head with triples exactly once: the sum of the
     # batch losses is the whole-data loss
-    cf_all, kg_all = brute_losses(model, range(N_ITEMS), sorted(set(TRIPLES[:, 0])))
-    assert total_eff == pytest.approx(float(cf_all + kg_all), rel=1e-9, abs=1e-9)
-    assert total_brute == pytest.approx(float(cf_all + kg_all), rel=1e-9, abs=1e-9)
+    cf_all, kg_all = brute_losses(model, range(N_ITEMS), sorted(set(TRIPLES[:, 0])), pairs)
+    assert total_eff == pytest.approx((cf_all + kg_all).item(), rel=1e-9, abs=1e-9)
+    assert total_brute == pytest.approx((cf_all + kg_all).item(), rel=1e-9, abs=1e-9)
 
 
 def test_sampler_covers_items_and_heads_once_and_counts_only_active_items():
@@ -141,14 +145,14 @@ def test_sampler_covers_items_and_heads_once_and_counts_only_active_items():
     assert sorted(items) == list(range(N_ITEMS))
     assert sorted(heads) == sorted(set(TRIPLES[:, 0]))
     pairs = {(int(u), int(b["items"][k])) for b in batches
-             for k, u in zip(b["pos_index"], b["pos_users"])}
+             for k, u in zip(b["pos_index"], b["pos_users"], strict=True)}
     assert pairs == {tuple(p) for p in rows[:, :2]}
     trip = {(int(b["heads"][k]), int(r), int(t)) for b in batches
-            for k, r, t in zip(b["kg_index"], b["kg_relations"], b["kg_tails"])}
+            for k, r, t in zip(b["kg_index"], b["kg_relations"], b["kg_tails"], strict=True)}
     assert trip == {tuple(t) for t in TRIPLES}
     # deterministic per seed
     again = list(s.epoch(0))
-    assert all(torch.equal(a[k], b[k]) for a, b in zip(batches, again) for k in a)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(batches, again, strict=True) for k in a)
 
 
 def test_negative_weights_popularity_and_uniform():
@@ -175,11 +179,11 @@ def test_item_repr_matches_definition_and_is_padding_invariant():
 def test_explain_weights_cover_own_triples_and_sum_to_one():
     model, *_ = make_model()
     out = model.explain([0, 1, 2, 3, 4])
-    for rec, v in zip(out, range(N_ITEMS)):
+    for rec, v in zip(out, range(N_ITEMS), strict=True):
         e = int(ITEM_ENTITY[v])
         assert rec["entity"] == e
         own = sorted((int(r), int(t)) for h, r, t in TRIPLES if h == e) if e >= 0 else []
-        assert sorted(zip(rec["relations"].tolist(), rec["tails"].tolist())) == own
+        assert sorted(zip(rec["relations"].tolist(), rec["tails"].tolist(), strict=True)) == own
         if own:
             assert rec["weights"].sum() == pytest.approx(1.0, abs=1e-12)
             assert (rec["weights"] > 0).all()
@@ -197,12 +201,12 @@ def test_triple_cap_is_a_deterministic_subset():
     assert np.array_equal(ra["tails"], rb["tails"]) and np.array_equal(ra["relations"],
                                                                        rb["relations"])
     own = {(int(r), int(t)) for h, r, t in TRIPLES if h == 2}
-    assert set(zip(ra["relations"].tolist(), ra["tails"].tolist())) <= own
+    assert set(zip(ra["relations"].tolist(), ra["tails"].tolist(), strict=True)) <= own
     seen = set()
     for seed in range(20):
         m, *_ = make_model(max_triples=2, triple_seed=seed)
         r = m.explain([0])[0]
-        seen.add(tuple(sorted(zip(r["relations"].tolist(), r["tails"].tolist()))))
+        seen.add(tuple(sorted(zip(r["relations"].tolist(), r["tails"].tolist(), strict=True))))
     assert len(seen) > 1  # different seeds draw different subsets
 
 
@@ -249,7 +253,7 @@ def test_training_steps_reduce_loss_and_reach_attention():
                 g = dict(model.named_parameters())[name].grad
                 assert g is not None and g.abs().sum() > 0, name
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5
     model.eval()
     with torch.no_grad():

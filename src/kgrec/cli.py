@@ -112,6 +112,29 @@ def recommend(
 
 
 @app.command()
+def explain(
+    run_dir: Path,
+    user: Annotated[str, typer.Option(help="user id")],
+    item: Annotated[str, typer.Option(help="item id")],
+    plot: Annotated[Path | None, typer.Option(help="write the preference heatmap (PNG)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Explain one user-item score (HKRM: preference vs attribute-importance distributions)."""
+    from kgrec.recommend import explain_pair
+
+    exp, dataset = explain_pair(run_dir, user, item, data_dir)
+    if plot is not None:
+        from kgrec.plots import plot_preference_heatmap
+
+        names = [dataset.relation_names[f] if dataset.relation_names else f"relation {f}"
+                 for f in exp["fields"]]
+        plot_preference_heatmap(exp["user_distribution"], exp["item_distribution"], names, plot)
+        typer.echo(f"heatmap -> {plot}")
+    typer.echo(json.dumps({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in exp.items()},
+                          indent=2))
+
+
+@app.command()
 def reproduce(
     model: str,
     seeds: Annotated[int, typer.Option(help="seeds per dataset")] = 3,

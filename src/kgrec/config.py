@@ -59,7 +59,7 @@ class TrainConfig(_Strict):
 class EvalConfig(_Strict):
     protocols: list[Literal["ctr", "topk", "kg"]] = ["ctr", "topk"]
     ks: list[int] = [1, 2, 5, 10, 20, 50, 100]
-    ndcg: Literal["standard", "legacy"] = "standard"
+    ndcg: Literal["standard", "legacy", "ktup"] = "standard"
     batch_users: int = 1024
 
 

@@ -8,6 +8,7 @@ data is cached there as ``.npz``, written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -266,10 +267,8 @@ def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool
             cached.unlink(missing_ok=True)  # unreadable cache: rebuild it
     ds = mkr.load_raw(folder, name, spec.raw_ratings, spec.raw_format, spec.threshold)
     if use_cache:
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache only costs speed
             save_npz(ds, cached)
-        except OSError:
-            pass  # a read-only cache only costs speed
     return ds
 
 

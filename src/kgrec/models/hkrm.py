@@ -186,7 +186,7 @@ class HKRM(Model):
         kl_margin: float = 1.0,
         field_agg: str = "sum",
         query_agg: str = "mean",
-        balanced_query: bool = True,
+        balanced_query: bool = False,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -318,6 +318,7 @@ class HKRM(Model):
         return (labels * kl + (1 - labels) * F.relu(self.kl_margin - kl)).mean()
 
     def l2(self) -> Tensor:
+        """||E||^2 + ||R||^2 over the whole tables (Eq. 13)."""
         return self.entity.weight.pow(2).sum() + self.relation.pow(2).sum()
 
     # ----------------------------------------------------------------- Model interface

@@ -57,7 +57,12 @@ items that have training positives, a share of the items without any (they still
 all-pairs term), the positive users of those items as flat ``(pos_index, pos_users)``
 lists, and a share of the KG heads with their triples as ``(kg_index, kg_relations,
 kg_tails)``. One epoch visits every item and every head exactly once, and its number of
-steps depends on the observed data only, not on the number of unobserved pairs.
+steps depends on the observed data only, not on the number of unobserved pairs. A batch
+item with no observed pair and ``c-_v = 0`` (popularity weights) adds exactly 0 and is
+skipped. Cost of a step: ``O((|U| + |E| + |R| + |B| + |H|) d^2)`` for the Gram terms plus
+``O((|pairs| + |triples of B, H|) d)``; every user and entity row gets a gradient at every
+step (the Gram terms), each table is gathered once per step
+(``benchmarks/jnskr_scaling.py`` times it).
 """
 
 from __future__ import annotations
@@ -80,6 +85,25 @@ from kgrec.models.base import Model, register_model
 # efficient whole-data losses
 
 
+class _Gram(torch.autograd.Function):
+    """``x^T x`` with the one-matmul backward ``x (g + g^T)`` (autograd would use two)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return x.T @ x
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return x @ (g + g.T)
+
+
+def gram(x: Tensor) -> Tensor:
+    """``x^T x``, the ``d x d`` Gram matrix of the rows of ``x``."""
+    return _Gram.apply(x)
+
+
 def cf_whole_data_loss(users: Tensor, h: Tensor, q: Tensor, c_neg: Tensor, pos_index: Tensor,
                        pos_users: Tensor, c_pos: float = 1.0) -> Tensor:
     """Eq. 9 for a batch of items.
@@ -89,14 +113,14 @@ def cf_whole_data_loss(users: Tensor, h: Tensor, q: Tensor, c_neg: Tensor, pos_i
         h: ``(d,)`` prediction vector.
         q: ``(B, d)`` representations of the batch items.
         c_neg: ``(B,)`` negative weights ``c-_v`` of the batch items.
-        pos_index, pos_users: observed pairs as (row of ``q``, user id).
+        pos_index: ``(P,)`` observed pairs: the item's row in ``q``.
+        pos_users: ``(P, d)`` observed pairs: the user's embedding.
         c_pos: positive weight ``c+``.
     """
-    y = ((users[pos_users] * q[pos_index]) @ h)
+    y = (pos_users * q[pos_index]) @ h
     positive = ((c_pos - c_neg[pos_index]) * y.square() - 2.0 * c_pos * y).sum()
-    gram_u = users.T @ users
     gram_v = (q * c_neg.unsqueeze(1)).T @ q
-    return positive + (torch.outer(h, h) * gram_u * gram_v).sum()
+    return positive + (torch.outer(h, h) * gram(users) * gram_v).sum()
 
 
 def kg_whole_data_loss(entities: Tensor, relations: Tensor, heads: Tensor, w_neg: Tensor,
@@ -109,15 +133,14 @@ def kg_whole_data_loss(entities: Tensor, relations: Tensor, heads: Tensor, w_neg
         relations: ``(n_relations, d)`` every relation embedding.
         heads: ``(H, d)`` embeddings of the batch heads.
         w_neg: ``(H,)`` negative weights ``w-_h``.
-        kg_index, kg_relations, kg_tails: observed triples as (row of ``heads``, r, t).
+        kg_index: ``(T,)`` observed triples: the head's row in ``heads``.
+        kg_relations, kg_tails: ``(T, d)`` observed triples: relation and tail embeddings.
         w_pos: positive weight ``w+``.
     """
-    g = (heads[kg_index] * relations[kg_relations] * entities[kg_tails]).sum(-1)
+    g = (heads[kg_index] * kg_relations * kg_tails).sum(-1)
     positive = ((w_pos - w_neg[kg_index]) * g.square() - 2.0 * w_pos * g).sum()
-    gram_r = relations.T @ relations
     gram_h = (heads * w_neg.unsqueeze(1)).T @ heads
-    gram_e = entities.T @ entities
-    return positive + (gram_r * gram_h * gram_e).sum()
+    return positive + (gram(relations) * gram_h * gram(entities)).sum()
 
 
 def negative_weights(counts: np.ndarray, total: float, weighting: str, exponent: float,
@@ -368,28 +391,38 @@ class JNSKR(Model):
                    train_pairs=training_pairs(train), **kwargs)
 
     # ---- item representation (Section 2.2) ----------------------------------------
+    def _triples_of(self, items: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Padded ``(B, T)`` relation and tail ids of the items' triples and their mask;
+        ``T`` is the largest count in the batch."""
+        count = self.item_count[items]
+        width = max(int(count.max()) if len(items) else 0, 1)
+        mask = torch.arange(width, device=items.device) < count.unsqueeze(1)
+        return self.item_rel[items, :width], self.item_tail[items, :width], mask
+
+    def _alpha(self, t_emb: Tensor, r_emb: Tensor, mask: Tensor) -> Tensor:
+        """Softmax over each item's own triples of ``h_a^T relu(W1 e_t + W2 r + b)``."""
+        hidden = F.relu(t_emb @ self.att_w1.T + r_emb @ self.att_w2.T + self.att_b)
+        logits = (hidden @ self.att_h).masked_fill(~mask, torch.finfo(t_emb.dtype).min)
+        return torch.softmax(logits, dim=-1) * mask
+
+    def _q(self, e_v: Tensor, t_emb: Tensor, r_emb: Tensor, mask: Tensor) -> Tensor:
+        """``q_v = e_v + sum alpha e_t`` with dropout on both parts in training mode."""
+        e_n = (self._alpha(t_emb, r_emb, mask).unsqueeze(-1) * t_emb).sum(1)
+        return (F.dropout(e_v, self.dropout, self.training)
+                + F.dropout(e_n, self.kg_dropout, self.training))
+
     def attention(self, items: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(alpha, relations, tails, mask)`` over each item's padded triples, ``(B, T)``;
         ``alpha`` is a softmax over the item's own triples, 0 on padding."""
-        count = self.item_count[items]
-        width = max(int(count.max()) if len(items) else 0, 1)
-        rel = self.item_rel[items, :width]
-        tail = self.item_tail[items, :width]
-        mask = torch.arange(width, device=items.device) < count.unsqueeze(1)
-        t_emb = self.entity_emb(tail)
-        hidden = F.relu(t_emb @ self.att_w1.T + self.relation_emb(rel) @ self.att_w2.T
-                        + self.att_b)
-        logits = (hidden @ self.att_h).masked_fill(~mask, torch.finfo(t_emb.dtype).min)
-        alpha = torch.softmax(logits, dim=-1) * mask
+        rel, tail, mask = self._triples_of(items)
+        alpha = self._alpha(self.entity_emb(tail), self.relation_emb(rel), mask)
         return alpha, rel, tail, mask
 
     def item_repr(self, items: Tensor) -> Tensor:
-        """``q_v = e_v + e_{N_v}`` (dropout on both parts in training mode)."""
-        e_v = self.entity_emb(self.item_row[items])
-        alpha, _, tail, _ = self.attention(items)
-        e_n = (alpha.unsqueeze(-1) * self.entity_emb(tail)).sum(1)
-        return (F.dropout(e_v, self.dropout, self.training)
-                + F.dropout(e_n, self.kg_dropout, self.training))
+        """``q_v = e_v + e_{N_v}`` of ``items``, ``(B, d)``."""
+        rel, tail, mask = self._triples_of(items)
+        return self._q(self.entity_emb(self.item_row[items]), self.entity_emb(tail),
+                       self.relation_emb(rel), mask)
 
     def all_item_repr(self, chunk: int = 4096) -> Tensor:
         """``q`` of every item; cached between parameter updates outside training."""
@@ -411,27 +444,54 @@ class JNSKR(Model):
         att = sum(w.square().sum() for w in (self.att_w1, self.att_w2, self.att_b, self.att_h))
         return self.l2 * emb + self.l2_attention * att
 
+    def losses(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``(L_CF, L_KG)`` of a ``"jnskr"`` batch (Eq. 9 and Eq. 5), without L2.
+
+        Each embedding table is read with one gather per step, so that its dense gradient
+        is built once (the Gram terms make every row's gradient non-zero anyway).
+        """
+        items, pos_index = batch["items"], batch["pos_index"]
+        # an item with no observed pair and c-_v = 0 (popularity weights, no training
+        # positive) adds exactly 0 to Eq. 9: leave it out
+        has_pos = torch.bincount(pos_index, minlength=len(items)) > 0
+        keep = has_pos | (self.c_neg[items] > 0)
+        if not bool(keep.all()):
+            pos_index = (torch.cumsum(keep, 0) - 1)[pos_index]
+            items = items[keep]
+        heads = batch["heads"]
+        rel, tail, mask = self._triples_of(items)
+        n_b, n_t, n_h = len(items), tail.numel(), len(heads)
+        ent = self.entity_emb.weight
+        rows = ent[torch.cat([self.item_row[items], tail.reshape(-1), heads,
+                              batch["kg_tails"]])]
+        e_v, t_emb = rows[:n_b], rows[n_b:n_b + n_t].view(*tail.shape, -1)
+        e_h, e_t = rows[n_b + n_t:n_b + n_t + n_h], rows[n_b + n_t + n_h:]
+        rel_all = self.relation_emb.weight
+        r_rows = rel_all[torch.cat([rel.reshape(-1), batch["kg_relations"]])]
+        r_emb, kg_r = r_rows[:n_t].view(*rel.shape, -1), r_rows[n_t:]
+
+        q = self._q(e_v, t_emb, r_emb, mask)
+        cf = cf_whole_data_loss(self.user_emb.weight, self.h, q, self.c_neg[items], pos_index,
+                                self.user_emb.weight[batch["pos_users"]], self.c_pos)
+        e_h = F.dropout(e_h, self.kg_dropout, self.training)
+        entities = ent if ent.shape[0] == self.n_entities else ent[:self.n_entities]
+        relations = rel_all if rel_all.shape[0] == self.n_relations else \
+            rel_all[:self.n_relations]
+        kg = kg_whole_data_loss(entities, relations, e_h, self.w_neg[heads], batch["kg_index"],
+                                kg_r, e_t, self.w_pos)
+        return cf, kg
+
     def cf_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        items = batch["items"]
-        return cf_whole_data_loss(self.user_emb.weight, self.h, self.item_repr(items),
-                                  self.c_neg[items], batch["pos_index"], batch["pos_users"],
-                                  self.c_pos)
+        return self.losses(batch)[0]
 
     def kg_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        heads = batch["heads"]
-        e_h = F.dropout(self.entity_emb(heads), self.kg_dropout, self.training)
-        return kg_whole_data_loss(self.entity_emb.weight[:self.n_entities],
-                                  self.relation_emb.weight[:self.n_relations], e_h,
-                                  self.w_neg[heads], batch["kg_index"], batch["kg_relations"],
-                                  batch["kg_tails"], self.w_pos)
+        return self.losses(batch)[1]
 
     def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:
         if task != "rec":
             raise ValueError(f"jnskr has no task {task!r}")
-        loss = self.cf_loss(batch)
-        if self.mu > 0:
-            loss = loss + self.mu * self.kg_loss(batch)
-        return loss + self.regularisation()
+        cf, kg = self.losses(batch)
+        return cf + self.mu * kg + self.regularisation()
 
     # ---- scoring --------------------------------------------------------------------
     def score(self, users: Tensor, items: Tensor) -> Tensor:

@@ -79,8 +79,12 @@ class PreferenceTranslation:
     # --- Eq. 5-10, 14 -------------------------------------------------------------------
     @staticmethod
     def similarity(u: Tensor, i: Tensor, prefs: Tensor) -> Tensor:
-        """``phi(u, i, p) = (u + i)^T p`` for every preference, shape ``(..., P)`` (Eq. 8)."""
-        return (u + i) @ prefs.T
+        """``phi(u, i, p) = (u + i)^T p`` for every preference, shape ``(..., P)`` (Eq. 8).
+
+        Computed as ``u^T p + i^T p`` so that broadcast user/item rows cost ``O(P d)`` per
+        user and per item instead of per pair.
+        """
+        return u @ prefs.T + i @ prefs.T
 
     def attention(self, logits: Tensor, stochastic: bool) -> Tensor:
         """Preference weights: ST Gumbel one-hot (hard) or softmax attention (soft)."""
@@ -97,8 +101,8 @@ class PreferenceTranslation:
             p, w = prefs[k], normals[k]
         else:
             a = self.attention(logits, stochastic)
-            p, w = a @ prefs, a @ normals
-        diff = transh_project(u, w) + p - transh_project(i, w)
+            p, w = (a @ torch.cat([prefs, normals], 1)).split(prefs.shape[1], -1)
+        diff = transh_project(u - i, w) + p  # u_perp - i_perp: the projection is linear
         return torch.linalg.vector_norm(diff, ord=self.norm, dim=-1)
 
     def rec_loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -172,7 +176,7 @@ class TUP(PreferenceTranslation, Model):
 
     def __init__(self, n_users: int, n_items: int, n_preferences: int = 20, dim: int = 100,
                  induction: Literal["hard", "soft"] = "soft", norm: int = 1, tau: float = 1.0,
-                 soft_constraint: float = 1.0, l2: float = 0.0, chunk_elems: int = 1 << 24,
+                 soft_constraint: float = 1.0, l2: float = 0.0, chunk_elems: int = 1 << 22,
                  n_entities: int = 0, n_relations: int = 0) -> None:
         super().__init__()
         _check_induction(induction, tau, norm)

@@ -68,11 +68,26 @@ def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, sta
     if "topk" in protocols:
         out.update(evaluate_topk(model, split, stage, cfg.eval.ks, cfg.eval.ndcg,
                                  cfg.eval.batch_users, dataset.n_users, dataset.n_items))
+    if "kg" in protocols and stage == "valid":  # the test KG protocol runs once, in run()
+        kg = evaluate_kg(model, _kg_part(dataset, "valid"), _kg_known(dataset))
+        out.update({f"kg.{k}": v for k, v in kg["filtered"].items()})
     return out
+
+
+def _kg_part(dataset: KGDataset, part: str) -> np.ndarray:
+    if not dataset.kg_split:
+        raise ConfigError("the kg protocol needs data.kg_split or a dataset with a KG split")
+    return dataset.kg_split[part]
+
+
+def _kg_known(dataset: KGDataset) -> np.ndarray:
+    return np.concatenate([dataset.kg_split[k] for k in ("train", "valid", "test")])
 
 
 def _protocols_for(monitor: str) -> list[str]:
     key = monitor.split(".", 1)[-1]
+    if key.startswith("kg."):
+        return ["kg"]
     return ["ctr"] if key in ("auc", "acc") else ["topk"] if "@" in key else ["ctr", "topk"]
 
 
@@ -88,6 +103,7 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     With ``resume`` and a ``checkpoint.pt`` from the same config in ``out_dir``, training
     continues after its last completed epoch.
     """
+    get_model_class(cfg.model)  # fail on an unknown model before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.train.threads)
@@ -132,19 +148,17 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     state = trainer.fit()
 
     # the validation-best model is loaded; the test split is used once, here
+    rec_protocols = [p for p in cfg.eval.protocols if p != "kg"]
     metrics: dict[str, Any] = {
         "model": cfg.model, "dataset": cfg.data.dataset, "seed": cfg.seed,
-        "valid": evaluate(model, dataset, split, cfg, "valid"),
+        "valid": evaluate(model, dataset, split, cfg, "valid", rec_protocols),
     }
-    test = evaluate(model, dataset, split, cfg, "test")
+    test = evaluate(model, dataset, split, cfg, "test", rec_protocols)
     metrics["test"] = {k: v for k, v in test.items() if "@" not in k}
     if "topk" in cfg.eval.protocols:
         metrics["topk"] = {k: v for k, v in test.items() if "@" in k}
     if "kg" in cfg.eval.protocols:
-        if not dataset.kg_split:
-            raise ConfigError("eval protocol kg needs data.kg_split or a dataset with a KG split")
-        known = np.concatenate(list(dataset.kg_split.values()))
-        metrics["kg"] = evaluate_kg(model, dataset.kg_split["test"], known)
+        metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test"), _kg_known(dataset))
     if hasattr(model, "kge_rmse"):
         metrics["kge_rmse"] = model.kge_rmse(torch.from_numpy(dataset.triples))
     metrics.update({

@@ -1,0 +1,129 @@
+"""Speed benchmark: seconds per training epoch and per full evaluation, by preset.
+
+    python benchmarks/speed.py [--cases mkr-lastfm,mkr-book] [--repeats 5] [--threads 1]
+
+For each case: the median time of one training epoch through kgrec's trainer, of the same
+epoch in a minimal hand-written loop (pre-shuffled tensors sliced in a plain ``for``; same
+model, same schedule) and of a full top-K evaluation of all users (every item not among
+the user's training positives ranked). ``mkr-lastfm`` also times a whole run to its
+validation-best epoch. Prints a markdown table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kgrec.config import load_config
+from kgrec.data.samplers import make_sampler
+from kgrec.data.splits import Split
+from kgrec.evaluation import evaluate_kg, evaluate_topk
+from kgrec.training.experiment import OPTIMIZERS, build_model, prepare_data, run
+from kgrec.training.schedule import default_schedule, task_cycle
+from kgrec.training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_case(name: str, repeats: int, threads: int) -> dict:
+    cfg = load_config(REPO / "configs" / f"{name}.yaml", [f"train.threads={threads}"])
+    torch.set_num_threads(threads)
+    dataset, split = prepare_data(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, dataset, split)
+    tasks = model.tasks
+    samplers = {t: make_sampler(model.task_samplers[t], dataset, split,
+                                cfg.train.for_task(cfg.train.batch_size, t),
+                                **cfg.train.sampler_options.get(t, {})) for t in tasks}
+    opts = {t: OPTIMIZERS[cfg.train.optimizer](model.parameters(), lr=cfg.train.for_task(cfg.train.lr, t))
+            for t in tasks}
+    schedule = cfg.train.schedule or default_schedule(tasks)
+    trainer = Trainer(model, samplers, opts, schedule, validate=dict, monitor="auc", epochs=1,
+                      patience=0, progress=False)
+    epoch = iter(range(10**6))
+    out = {"case": name, "threads": threads}
+    out["epoch_s"] = median_time(lambda: trainer.train_epoch(next(epoch)), repeats)
+
+    # minimal loop: the same model and schedule, batches sliced from pre-drawn tensors
+    pre = {t: list(samplers[t].epoch(123)) for t in tasks}
+
+    def minimal_epoch():
+        pos = dict.fromkeys(tasks, 0)
+        for task in task_cycle(schedule, tasks):
+            if pos[task] >= len(pre[task]):
+                if task == tasks[0]:
+                    break
+                pos[task] = 0
+            batch = pre[task][pos[task]]
+            pos[task] += 1
+            opts[task].zero_grad(set_to_none=True)
+            model(batch, task=task).backward()
+            opts[task].step()
+
+    out["minimal_epoch_s"] = median_time(minimal_epoch, repeats)
+    if "topk" in cfg.eval.protocols or "ctr" in cfg.eval.protocols:
+        all_users = Split(train=split.train, valid=split.train[:0], test=np.stack(
+            [np.arange(dataset.n_users), np.zeros(dataset.n_users, int), np.ones(dataset.n_users, int)], 1))
+        out["topk_eval_users"] = dataset.n_users
+        out["topk_eval_s"] = median_time(
+            lambda: evaluate_topk(model, all_users, "test", cfg.eval.ks, batch_users=cfg.eval.batch_users,
+                                  n_users=dataset.n_users, n_items=dataset.n_items), repeats)
+    if "kg" in cfg.eval.protocols and dataset.kg_split:
+        known = np.concatenate(list(dataset.kg_split.values()))
+        out["kg_eval_triples"] = len(dataset.kg_split["test"])
+        out["kg_eval_s"] = median_time(lambda: evaluate_kg(model, dataset.kg_split["test"], known),
+                                       max(1, repeats // 3))
+    if name == "mkr-lastfm":
+        with tempfile.TemporaryDirectory() as tmp:
+            m = run(cfg, Path(tmp) / "probe", progress=False)
+            best = m["best_epoch"]
+            cfg_best = load_config(REPO / "configs" / f"{name}.yaml",
+                                   [f"train.threads={threads}", f"train.epochs={best}"])
+            t0 = time.perf_counter()
+            run(cfg_best, Path(tmp) / "to-best", progress=False)
+            out["run_to_best_epoch_s"] = time.perf_counter() - t0
+            out["best_epoch"] = best
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="mkr-lastfm,mkr-book")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    results = [bench_case(c, args.repeats, args.threads) for c in args.cases.split(",") if c]
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} thread(s), {time.strftime('%Y-%m-%d')}, medians of {args.repeats}")
+    print("| case | epoch s | minimal loop epoch s | full top-K eval s (users) | KG eval s "
+          "| run to best epoch s |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        def fmt(k, r=r):
+            return f"{r[k]:.3f}" if k in r else "-"
+
+        users = f" ({r['topk_eval_users']})" if "topk_eval_users" in r else ""
+        print(f"| {r['case']} | {fmt('epoch_s')} | {fmt('minimal_epoch_s')} | {fmt('topk_eval_s')}{users} | "
+              f"{fmt('kg_eval_s')} | {fmt('run_to_best_epoch_s')} |")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
