@@ -23,7 +23,8 @@ times ``d``. Items without any observed pair and with zero negative weight are s
 the epoch time grows with the number of entity rows, linearly and with a small constant
 (``2 |E| d^2`` per step), not with the number of unobserved pairs. A KG-light run
 (``--users 3000 --others 2000 --pairs 60000 --triples 20000 --relations 10``), where the
-Gram part weighs more, grew about 1.6x at 8x items on our machine.
+Gram part weighs more, grew 1.75x at 8x items (the default run: 1.30x), one thread on an
+idle 16-core machine.
 
 Usage: ``PYTHONPATH=src python benchmarks/jnskr_scaling.py [--repeats 7]``. The last line
 of the output is JSON:

@@ -26,7 +26,7 @@ from kgrec.config import load_config
 from kgrec.data.samplers import make_sampler
 from kgrec.data.splits import Split
 from kgrec.evaluation import evaluate_kg, evaluate_topk
-from kgrec.training.experiment import OPTIMIZERS, build_model, prepare_data, run
+from kgrec.training.experiment import build_model, make_optimizer, prepare_data, run
 from kgrec.training.schedule import default_schedule, task_cycle
 from kgrec.training.trainer import Trainer
 
@@ -52,7 +52,7 @@ def bench_case(name: str, repeats: int, threads: int) -> dict:
     samplers = {t: make_sampler(model.task_samplers[t], dataset, split,
                                 cfg.train.for_task(cfg.train.batch_size, t),
                                 **cfg.train.sampler_options.get(t, {})) for t in tasks}
-    opts = {t: OPTIMIZERS[cfg.train.optimizer](model.parameters(), lr=cfg.train.for_task(cfg.train.lr, t))
+    opts = {t: make_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.for_task(cfg.train.lr, t))
             for t in tasks}
     schedule = cfg.train.schedule or default_schedule(tasks)
     trainer = Trainer(model, samplers, opts, schedule, validate=dict, monitor="auc", epochs=1,

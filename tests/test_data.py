@@ -169,3 +169,14 @@ def test_split_triples_keeps_eval_entities_in_train():
     for p in ("valid", "test"):
         assert set(parts[p][:, 0]) <= seen and set(parts[p][:, 2]) <= seen
     assert sum(len(p) for p in parts.values()) == 400
+
+
+def test_min_user_positives_filters_before_split():
+    from kgrec.data.splits import make_split
+
+    inter = np.array([[0, 0, 1], [0, 1, 1], [0, 2, 1], [1, 0, 1], [1, 2, 0]])
+    ds = KGDataset("x", inter, [[0, 0, 3]], np.arange(3), n_users=2, n_items=3, n_entities=4,
+                   n_relations=1)
+    s = make_split(ds, "per_user", (0.7, 0.1, 0.2), seed=0, negatives="drop", min_user_positives=2)
+    users = np.concatenate([s.train, s.valid, s.test])[:, 0]
+    assert set(users.tolist()) == {0} and len(users) == 3

@@ -173,7 +173,7 @@ def test_kl_loss_signed_by_label_with_margin():
 
 
 def test_query_excludes_the_target_in_training():
-    model = make_model(balanced_query=False)
+    model = make_model()  # balanced_query=False: only the target leaves the query
     users, items = torch.tensor([0, 0, 1]), torch.tensor([1, 5, 2])
     q, valid = model._query_mask(users, items)
     assert q[valid[:, :3].nonzero(as_tuple=True)].tolist() == [0, 3, 0, 1, 3, 4]
@@ -184,7 +184,7 @@ def test_query_excludes_the_target_in_training():
     assert g[1] == 0 and g[0] != 0 and g[3] != 0
     # and the score seen in training equals scoring with the target removed from the data
     model.zero_grad()
-    ref = make_model(balanced_query=False)
+    ref = make_model()
     ref.query_items[0] = torch.tensor([0, 3, -1])
     rel = (model.representation(model.query_side(users[:1], items[:1]))
            * model.representation(model.item_side(items[:1]))).sum(-1).detach()
@@ -193,7 +193,7 @@ def test_query_excludes_the_target_in_training():
 
 
 def test_balanced_query_drops_one_item_from_negatives():
-    model = make_model()
+    model = make_model(balanced_query=True)
     torch.manual_seed(3)
     users = torch.tensor([0, 0, 0, 1, 3])
     items = torch.tensor([1, 5, 4, 2, 3])  # positive, negative, negative, positive, no query

@@ -26,6 +26,8 @@ class DataConfig(_Strict):
     kg_split: tuple[float, float, float] | None = Field(
         None, description="split KG triples train/valid/test for KG completion")
     negatives: Literal["keep", "drop"] = "keep"
+    min_user_positives: int = Field(
+        0, ge=0, description="drop users with fewer positives before splitting (KTUP's filtering)")
 
     @field_validator("ratios")
     @classmethod
@@ -74,7 +76,14 @@ class RunConfig(_Strict):
 
 
 def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+    """YAML scalar/flow value; ``1e-6`` (a string in YAML 1.1) is read as a float."""
+    value = yaml.safe_load(text) if text != "" else ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

@@ -85,11 +85,19 @@ def split_triples(triples: np.ndarray, ratios=(0.8, 0.1, 0.1), seed: int = 0) ->
 
 
 def make_split(dataset: KGDataset, how: str, ratios, seed: int, train_ratio: float = 1.0,
-               negatives: str = "keep") -> Split:
-    """The split a config asks for: ``ratio`` (6:2:2), ``per_user`` (7:1:2) or ``given``."""
+               negatives: str = "keep", min_user_positives: int = 0) -> Split:
+    """The split a config asks for: ``ratio`` (6:2:2), ``per_user`` (7:1:2) or ``given``.
+
+    ``min_user_positives`` drops the rows of users with fewer positives first (the KTUP
+    datasets keep users with enough ratings; a user with one positive would otherwise be
+    a test-only, cold-start user under the per-user split).
+    """
     rows = dataset.interactions
     if negatives == "drop":
         rows = rows[rows[:, 2] == 1]
+    if min_user_positives > 0:
+        counts = np.bincount(rows[rows[:, 2] == 1, 0], minlength=dataset.n_users)
+        rows = rows[counts[rows[:, 0]] >= min_user_positives]
     if how == "given":
         if dataset.given_split is None:
             raise ConfigError(f"dataset {dataset.name!r} ships no split; use ratio or per_user")

@@ -47,6 +47,7 @@ class BPRMF(Model):
     def __init__(self, n_users: int, n_items: int, dim: int = 100, l2: float = 1e-5,
                  n_entities: int = 0, n_relations: int = 0) -> None:
         super().__init__()
+        l2 = float(l2)  # YAML reads 1e-5 (without a dot) as a string
         if dim <= 0 or l2 < 0:
             raise ConfigError("dim must be positive and l2 non-negative")
         self.n_users, self.n_items, self.dim, self.l2 = n_users, n_items, dim, float(l2)

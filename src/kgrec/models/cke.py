@@ -49,6 +49,7 @@ class CKE(TransR):
                          relation_dim=None, margin=margin, norm=norm, corrupt=corrupt,
                          soft_constraint=soft_constraint, head_prob=head_prob,
                          n_users=n_users, n_items=n_items)
+        l2 = float(l2)  # YAML reads 1e-5 (without a dot) as a string
         if l2 < 0:
             raise ConfigError("l2 must be non-negative")
         self.l2 = float(l2)

@@ -50,6 +50,7 @@ class CoFM(TransE):
                          head_prob=head_prob, n_users=n_users, n_items=n_items)
         if variant not in ("share", "reg"):
             raise ConfigError(f"variant must be 'share' or 'reg', got {variant!r}")
+        l2, reg_weight = float(l2), float(reg_weight)  # YAML may give '1e-5' strings
         if l2 < 0 or reg_weight < 0:
             raise ConfigError("l2 and reg_weight must be non-negative")
         self.variant, self.l2, self.reg_weight = variant, float(l2), float(reg_weight)

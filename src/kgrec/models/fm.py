@@ -84,6 +84,7 @@ class FM(Model):
                  bag_indptr: np.ndarray | None = None, bag_entities: np.ndarray | None = None,
                  n_relations: int = 0) -> None:
         super().__init__()
+        l2 = float(l2)  # YAML reads 1e-5 (without a dot) as a string
         if dim <= 0 or l2 < 0:
             raise ConfigError("dim must be positive and l2 non-negative")
         if neighbours not in ("tails", "both"):
