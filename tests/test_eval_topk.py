@@ -184,3 +184,23 @@ def test_bad_arguments():
         topk_metrics(RANKED, RELEVANT, [1], ndcg="other")
     with pytest.raises(ValueError):
         evaluate_topk(FixedScores(SCORES), _split(), "train", [1])
+
+
+def test_exclude_valid_false_keeps_valid_positives_as_candidates():
+    import numpy as np
+    import torch
+
+    from kgrec.data.dataset import Split
+    from kgrec.evaluation.topk import evaluate_topk
+
+    class Fixed(torch.nn.Module):
+        n_users, n_items = 1, 4
+
+        def score_all(self, users):
+            return torch.tensor([[4.0, 3.0, 2.0, 1.0]]).expand(len(users), -1)
+
+    split = Split(train=np.array([[0, 0, 1]]), valid=np.array([[0, 1, 1]]), test=np.array([[0, 2, 1]]))
+    # item 0 (train) is always excluded; item 1 (valid) ranks first unless excluded
+    with_valid = evaluate_topk(Fixed(), split, "test", [1], exclude_valid=False)
+    without = evaluate_topk(Fixed(), split, "test", [1])
+    assert with_valid["hit@1"] == 0.0 and without["hit@1"] == 1.0

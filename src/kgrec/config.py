@@ -47,7 +47,7 @@ class TrainConfig(_Strict):
         None, description="[[task, steps], ...] repeated within an epoch; default one step each")
     monitor: str = "valid.auc"
     patience: int = Field(5, ge=0, description="epochs without improvement before stopping")
-    threads: int | None = None
+    threads: int | None = Field(None, description="intra-op threads (default 1)")
     sampler_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def for_task(self, value, task: str):
@@ -63,6 +63,7 @@ class EvalConfig(_Strict):
     ks: list[int] = [1, 2, 5, 10, 20, 50, 100]
     ndcg: Literal["standard", "legacy", "ktup"] = "standard"
     batch_users: int = 1024
+    exclude_valid: bool = Field(True, description="test top-K also excludes valid positives")
 
 
 class RunConfig(_Strict):

@@ -209,6 +209,7 @@ def evaluate_topk(
     batch_users: int = 1024,
     n_users: int | None = None,
     n_items: int | None = None,
+    exclude_valid: bool = True,
 ) -> dict[str, float]:
     """Top-K metrics on the validation or test positives of ``split``.
 
@@ -216,7 +217,9 @@ def evaluate_topk(
     from the ranking and the valid positives are relevant. ``"test"``: train and valid
     positives are excluded and the test positives are relevant. Relevant items that are
     also excluded are dropped from the relevant set (they could never be ranked). Users
-    with at least one relevant item are evaluated. See :func:`topk_metrics`.
+    with at least one relevant item are evaluated. ``exclude_valid=False`` keeps the
+    valid positives as (non-relevant) test candidates, as MKR's code ranks every item not
+    among the user's training positives. See :func:`topk_metrics`.
     """
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
@@ -225,7 +228,7 @@ def evaluate_topk(
     n_users = int(model.n_users if n_users is None else n_users)
     n_items = int(model.n_items if n_items is None else n_items)
     exclude = positives_csr(split.train, n_users, n_items)
-    if stage == "test":
+    if stage == "test" and exclude_valid:
         exclude = exclude + positives_csr(split.valid, n_users, n_items)
         exclude.data[:] = 1
     rel = positives_csr(getattr(split, stage), n_users, n_items)

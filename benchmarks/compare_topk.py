@@ -1,0 +1,194 @@
+"""Top-K comparison of several models with the same tuning budget (KTUP and JNSKR issues).
+
+    python benchmarks/compare_topk.py --dataset lastfm \
+        --models ktup,tup,tup-hard,bprmf,cke,cfkg --kg-models ktup,transh --key topk
+
+For every model: (a) a validation grid of the preset's learning rates times each factor of
+``--lr-factors`` (every task's lr scaled; seed 0, the test split never read), the same grid
+size, epoch cap and patience for all models, selected on the preset's monitored validation
+metric; (b) seeds ``0..seeds-1`` of the selected setting, each test-evaluated once (the seed-0
+run of the grid is resumed from its run folder and only then test-evaluated). A markdown
+table of test mean ± std goes into ``docs/results.md`` under ``--key``:DATASET, and, with
+``--kg-models``, filtered Hits@10 / mean rank on the KG test triples under ``kg:DATASET``.
+
+A model name is a preset stem (``configs/<model>-<dataset>.yaml``) or one of the variants
+in ``VARIANTS``. Finished runs are reused (run folders under ``--out``/DATASET/KEY), so an interrupted
+comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from kgrec.config import load_config
+from kgrec.reproduce import update_section
+from kgrec.training.experiment import run
+
+#: name -> (preset stem, extra overrides)
+VARIANTS = {
+    "tup-hard": ("tup", ["model_args.induction=hard"]),
+    "tup-soft": ("tup", ["model_args.induction=soft"]),
+    "ktup-hard": ("ktup", ["model_args.induction=hard"]),
+    "ktup-soft": ("ktup", ["model_args.induction=soft"]),
+}
+
+
+def _spec(name: str, dataset: str, configs: Path) -> tuple[Path, list[str]]:
+    stem, extra = VARIANTS.get(name, (name, []))
+    return configs / f"{stem}-{dataset}.yaml", list(extra)
+
+
+def _lr_overrides(preset: Path, base: list[str], factor: float) -> list[str]:
+    cfg = load_config(preset, base)
+    lr = cfg.train.lr
+    if isinstance(lr, dict):
+        return [f"train.lr.{t}={v * factor:.6g}" for t, v in lr.items()]
+    return [f"train.lr={lr * factor:.6g}"]
+
+
+def _run(preset: Path, overrides: list[str], out: Path, data_dir, evaluate_test: bool) -> dict:
+    done = out / "metrics.json"
+    if done.exists():
+        m = json.loads(done.read_text())
+        if not evaluate_test or "topk" in m or "kg" in m or m.get("test"):
+            return m
+    cfg = load_config(preset, overrides)
+    return run(cfg, out, data_dir, progress=False, evaluate_test=evaluate_test)
+
+
+def _fmt(values: list[float], scale: float = 1.0, digits: int = 4) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values) * scale:.{digits}f} ± {sd * scale:.{digits}f}"
+
+
+def compare(models: list[str], dataset: str, factors: list[float], seeds: int, fixed: list[str],
+            out: Path, data_dir, configs: Path) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    for name in models:
+        preset, extra = _spec(name, dataset, configs)
+        base = [*extra, *fixed]
+        monitor = load_config(preset, base).train.monitor
+        key = monitor.split(".", 1)[1]
+        grid = []
+        for f in factors:
+            ov = [*base, *_lr_overrides(preset, base, f), "seed=0"]
+            m = _run(preset, ov, out / f"{name}-lr{f:g}-s0", data_dir, evaluate_test=False)
+            score = max(h[f"valid_{key}"] for h in m["history"] if f"valid_{key}" in h)
+            grid.append((score, f, ov, m["best_epoch"]))
+            print(f"[grid] {name} lr x{f:g}: valid {key} {score:.4f} "
+                  f"(best epoch {m['best_epoch']}, {m['train_seconds']:.0f}s)", flush=True)
+        best = max(grid, key=lambda g: g[0])
+        f = best[1]
+        runs = []
+        for seed in range(seeds):
+            ov = [*base, *_lr_overrides(preset, base, f), f"seed={seed}"]
+            m = _run(preset, ov, out / f"{name}-lr{f:g}-s{seed}", data_dir, evaluate_test=True)
+            runs.append(m)
+            shown = m.get("topk") or m.get("kg", {}).get("filtered")
+            print(f"[test] {name} seed {seed}: {json.dumps(shown)}", flush=True)
+        results[name] = {"preset": str(preset), "extra": extra, "factor": f, "monitor": monitor,
+                         "grid": [(g[1], g[0], g[3]) for g in grid],
+                         "lr": _lr_overrides(preset, base, f), "runs": runs}
+    return results
+
+
+def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str) -> str:
+    head = " | ".join(f"Recall@{k} | NDCG@{k}" for k in ks)
+    lines = [
+        f"Test metrics (mean ± std over seeds {budget}); machine: 2-core CPU, "
+        f"{time.strftime('%Y-%m-%d')}. Command: `{cmd}`", "",
+        f"| model | {head} | selected (valid) | valid grid (lr factor: score) | train s (median) "
+        "| best epoch (median) |",
+        "|---|" + "---|" * (2 * len(ks)) + "---|---|---|---|",
+    ]
+    for name, r in results.items():
+        runs = [m for m in r["runs"] if "topk" in m]
+        if not runs:
+            continue
+        cells = []
+        for k in ks:
+            cells.append(_fmt([m["topk"][f"recall@{k}"] for m in runs]))
+            cells.append(_fmt([m["topk"][f"ndcg@{k}"] for m in runs]))
+        grid = ", ".join(f"x{f:g}: {s:.4f}" for f, s, _ in r["grid"])
+        secs = statistics.median(m["train_seconds"] for m in runs)
+        ep = statistics.median(m["best_epoch"] for m in runs)
+        sel = " ".join(r["lr"] + r["extra"])
+        lines.append(f"| {name} | {' | '.join(cells)} | {sel} | {grid} | {secs:.0f} | {ep:g} |")
+    return "\n".join(lines)
+
+
+def kg_table(results: dict[str, dict], cmd: str, budget: str) -> str:
+    lines = [
+        f"KG completion on the held-out KG test triples (data.kg_split 7:1:2 by seed, so seed s of "
+        f"every model ranks the same triples), filtered, mean ± std over seeds {budget}; "
+        f"2-core CPU, {time.strftime('%Y-%m-%d')}. Command: `{cmd}`", "",
+        "| model | filtered Hits@10 (%) | filtered mean rank | filtered MRR | raw Hits@10 (%) "
+        "| selected | train s (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        runs = [m for m in r["runs"] if "kg" in m]
+        if not runs:
+            continue
+        f = [m["kg"]["filtered"] for m in runs]
+        raw = [m["kg"]["raw"] for m in runs]
+        secs = statistics.median(m["train_seconds"] for m in runs)
+        lines.append(
+            f"| {name} | {_fmt([x['hits@10'] for x in f], 100, 2)} | "
+            f"{_fmt([x['mean_rank'] for x in f], 1, 1)} | {_fmt([x['mrr'] for x in f])} | "
+            f"{_fmt([x['hits@10'] for x in raw], 100, 2)} | {' '.join(r['lr'] + r['extra'])} "
+            f"| {secs:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--models", default="", help="comma-separated; top-K table")
+    ap.add_argument("--kg-models", default="", help="comma-separated; KG-completion table")
+    ap.add_argument("--key", default="topk", help="docs/results.md block: KEY:DATASET")
+    ap.add_argument("--ks", default="10", help="K of the table, e.g. 10 or 20")
+    ap.add_argument("--lr-factors", default="0.5,1,2")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], dest="fixed",
+                    help="key=value for every run (e.g. train.epochs=60)")
+    ap.add_argument("--out", type=Path, default=Path("runs/compare"))
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--configs", type=Path, default=Path("configs"))
+    ap.add_argument("--results", type=Path, default=Path("docs/results.md"))
+    ap.add_argument("--no-record", action="store_true")
+    args = ap.parse_args()
+    factors = [float(x) for x in args.lr_factors.split(",")]
+    ks = [int(k) for k in args.ks.split(",")]
+    cmd = "python " + " ".join(sys.argv)
+    budget = (f"0..{args.seeds - 1}; grid: each preset's learning rates x {{{args.lr_factors}}}, "
+              f"seed 0, selected on the preset's validation metric; fixed: "
+              f"{' '.join(args.fixed) or 'preset epochs/patience'}")
+    out = args.out / args.dataset / args.key
+    models = [m for m in args.models.split(",") if m]
+    kg_models = [m for m in args.kg_models.split(",") if m]
+    res = compare(list(dict.fromkeys(models + kg_models)), args.dataset, factors, args.seeds,
+                  args.fixed, out, args.data_dir, args.configs)
+    (out / f"{args.key}-summary.json").write_text(json.dumps(
+        {n: {k: v for k, v in r.items() if k != "runs"} for n, r in res.items()}, indent=2))
+    if models:
+        table = topk_table({m: res[m] for m in models}, ks, cmd, budget)
+        print(table)
+        if not args.no_record:
+            update_section(args.results, f"{args.key}:{args.dataset}", table)
+    if kg_models:
+        table = kg_table({m: res[m] for m in kg_models}, cmd, budget)
+        print(table)
+        if not args.no_record:
+            update_section(args.results, f"kg:{args.dataset}", table)
+
+
+if __name__ == "__main__":
+    main()
