@@ -142,11 +142,14 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="where runs go")] = Path("runs/reproduce"),
     results: Annotated[Path, typer.Option(help="markdown file to update")] = Path("docs/results.md"),
     data_dir: DataDir = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
+    key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
 ) -> None:
     """Run a model's presets over seeds and write paper-vs-measured tables."""
     from kgrec.reproduce import reproduce as do_reproduce
 
-    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, results, data_dir)
+    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, results, data_dir,
+                         overrides=set_, key=key)
     typer.echo(table)
 
 

@@ -47,9 +47,12 @@ def update_section(path: Path, key: str, body: str) -> None:
 
 
 def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: Path,
-              data_dir: str | Path | None = None, configs: Path = Path("configs")) -> str:
+              data_dir: str | Path | None = None, configs: Path = Path("configs"),
+              overrides: list[str] | None = None, key: str | None = None) -> str:
     """Train ``configs/MODEL-DATASET.yaml`` with seeds ``0..seeds-1`` per dataset and write a
-    markdown table of paper vs measured test AUC / ACC (mean ± std) into ``results``."""
+    markdown table of paper vs measured test AUC / ACC (mean ± std) into ``results``
+    (block ``key``, default ``reproduce:MODEL``). ``overrides`` are ``--set`` strings."""
+    overrides = list(overrides or [])
     rows = []
     for ds in datasets:
         preset = configs / f"{model}-{ds}.yaml"
@@ -58,10 +61,12 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
         measured: dict[str, list[float]] = {"auc": [], "acc": []}
         secs, epochs = [], []
         for seed in range(seeds):
-            cfg = load_config(preset, [f"seed={seed}"])
-            m = run(cfg, out / f"{model}-{ds}-s{seed}", data_dir, progress=False)
-            for key in measured:
-                measured[key].append(m["test"][key])
+            cfg = load_config(preset, [*overrides, f"seed={seed}"])
+            tag = "-".join(o.replace("=", "_").replace(".", "_") for o in overrides)
+            m = run(cfg, out / f"{model}-{ds}-s{seed}{'-' + tag if tag else ''}", data_dir,
+                    progress=False)
+            for metric in measured:
+                measured[metric].append(m["test"][metric])
             secs.append(m["train_seconds"])
             epochs.append(m["best_epoch"])
         paper = PAPER.get(model, {}).get(ds, {})
@@ -69,15 +74,17 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
             f"| {model} | {ds} | {paper.get('auc', '-')} | {_fmt(measured['auc'])} | "
             f"{paper.get('acc', '-')} | {_fmt(measured['acc'])} | {statistics.median(secs):.1f} | "
             f"{statistics.median(epochs):g} |")
+    sets = "".join(f" --set {o}" for o in overrides)
+    monitor = cfg.train.monitor
     table = "\n".join([
-        f"Test AUC / ACC over seeds 0..{seeds - 1} (mean ± std), each run selected on validation AUC; "
-        f"`kgrec reproduce {model} --seeds {seeds} --datasets {','.join(datasets)}`, "
-        f"{time.strftime('%Y-%m-%d')}.",
+        f"Test AUC / ACC over seeds 0..{seeds - 1} (mean ± std), each run selected on {monitor}; "
+        f"`kgrec reproduce {model} --seeds {seeds} --datasets {','.join(datasets)}{sets}`, "
+        f"2-core CPU, {time.strftime('%Y-%m-%d')}.",
         "",
         "| model | dataset | paper AUC | measured AUC | paper ACC | measured ACC "
         "| train s (median) | best epoch (median) |",
         "|---|---|---|---|---|---|---|---|",
         *rows,
     ])
-    update_section(results, f"reproduce:{model}", table)
+    update_section(results, key or f"reproduce:{model}", table)
     return table
