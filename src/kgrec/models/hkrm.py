@@ -193,6 +193,7 @@ class HKRM(Model):
         field_agg: str = "sum",
         query_agg: str = "mean",
         balanced_query: bool = False,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -212,6 +213,9 @@ class HKRM(Model):
         self.lambda_2, self.kl_margin = float(lambda_2), float(kl_margin)
         self.balanced_query = bool(balanced_query)
         self.dim = dim
+        if temperature <= 0:
+            raise ConfigError(f"temperature must be positive, got {temperature}")
+        self.temperature = float(temperature)
         self.register_buffer("bag_ptr", torch.as_tensor(bag_ptr, dtype=torch.long))
         self.register_buffer("bag_rows", torch.as_tensor(bag_rows, dtype=torch.long))
         self.register_buffer("query_items", torch.as_tensor(query_items, dtype=torch.long))
@@ -257,8 +261,9 @@ class HKRM(Model):
         return o.view(len(items), nf, self.dim), (cnt > 0).view(len(items), nf)
 
     def proximity_logits(self, o: Tensor, s: Tensor) -> Tensor:
-        """(o_j)^T diag(r_j) s for every field j (Eq. 4-5 before the softmax): ``(B, n_fields)``."""
-        return (o * self.relation[: self.n_fields] * s[:, None, :]).sum(-1)
+        """(o_j)^T diag(r_j) s / temperature for every field j (Eq. 4-5 before the softmax):
+        ``(B, n_fields)``. The paper has no temperature (1.0)."""
+        return (o * self.relation[: self.n_fields] * s[:, None, :]).sum(-1) / self.temperature
 
     def _query_mask(self, users: Tensor, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """Padded query items of ``users`` and their validity; with ``targets`` (training)
