@@ -83,3 +83,9 @@ def test_per_task_learning_rates(tiny_processed, tmp_path):
     state = torch.load(tmp_path / "lr" / "checkpoint.pt", weights_only=True)
     lrs = {t: o["param_groups"][0]["lr"] for t, o in state["optimizers"].items()}
     assert lrs == {"rec": 0.02, "kge": 0.01}
+
+
+def test_eval_every_validates_on_schedule(tiny_processed, tmp_path):
+    m = run(tiny_config(tiny_processed, epochs=7, eval_every=3), tmp_path / "e", progress=False)
+    validated = [h["epoch"] for h in m["history"] if "valid_auc" in h]
+    assert validated == [2, 5, 6] and m["best_epoch"] - 1 in validated

@@ -46,7 +46,8 @@ class TrainConfig(_Strict):
     schedule: list[tuple[str, int]] | None = Field(
         None, description="[[task, steps], ...] repeated within an epoch; default one step each")
     monitor: str = "valid.auc"
-    patience: int = Field(5, ge=0, description="epochs without improvement before stopping")
+    patience: int = Field(5, ge=0, description="validations without improvement before stopping")
+    eval_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     threads: int | None = Field(None, description="intra-op threads (default 1)")
     sampler_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -49,6 +49,8 @@ class Trainer:
         schedule: ``[(task, steps), ...]`` repeated within an epoch.
         validate: returns validation metrics of the current model.
         monitor: the key of ``validate()`` used for model selection and early stopping.
+        eval_every: validate after every ``eval_every``-th epoch (and the last); patience
+            counts validations.
         checkpoint: file written after every epoch (``None``: no checkpoints).
     """
 
@@ -66,6 +68,7 @@ class Trainer:
         checkpoint: str | Path | None = None,
         progress: bool | None = None,
         extra_state: dict | None = None,
+        eval_every: int = 1,
     ) -> None:
         self.model = model
         self.samplers = samplers
@@ -78,6 +81,7 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.stopper = EarlyStopper(patience=patience)
+        self.eval_every = max(1, int(eval_every))
         self.state = TrainState()
         self.extra_state = extra_state or {}
         self.main_task = model.tasks[0]
@@ -145,9 +149,10 @@ class Trainer:
                 t0 = time.perf_counter()
                 losses = self.train_epoch(epoch)
                 self.state.train_seconds += time.perf_counter() - t0
-                metrics = self.validate()
+                due = (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
+                metrics = self.validate() if due else {}
                 value = metrics.get(self.monitor, math.nan)
-                if self.stopper.update(value, epoch):
+                if due and self.stopper.update(value, epoch):
                     self.state.best_state = copy.deepcopy(self.model.state_dict())
                 self.state.epoch = epoch + 1
                 self.state.history.append({"epoch": epoch, **losses,
