@@ -99,7 +99,36 @@ def compare(models: list[str], dataset: str, factors: list[float], seeds: int, f
     return results
 
 
-def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str) -> str:
+def popularity(preset: Path, seeds: int, ks: list[int], data_dir) -> dict[str, list[float]]:
+    """Test metrics of ranking every item by its training popularity, on the same splits."""
+    import numpy as np
+    import torch
+
+    from kgrec.evaluation import evaluate_topk
+    from kgrec.training.experiment import prepare_data
+
+    class Pop(torch.nn.Module):
+        def __init__(self, counts: np.ndarray) -> None:
+            super().__init__()
+            self.counts = torch.as_tensor(counts, dtype=torch.float32)
+
+        def score_all(self, users):
+            return self.counts.expand(len(users), -1).clone()
+
+    out: dict[str, list[float]] = {}
+    for seed in range(seeds):
+        cfg = load_config(preset, [f"seed={seed}"])
+        dataset, split = prepare_data(cfg, data_dir)
+        train = split.train if split.train.shape[1] < 3 else split.train[split.train[:, 2] == 1]
+        model = Pop(np.bincount(train[:, 1], minlength=dataset.n_items)).eval()
+        for k, v in evaluate_topk(model, split, "test", ks, cfg.eval.ndcg, cfg.eval.batch_users,
+                                  dataset.n_users, dataset.n_items).items():
+            out.setdefault(k, []).append(v)
+    return out
+
+
+def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
+               pop: dict[str, list[float]] | None = None) -> str:
     head = " | ".join(f"Recall@{k} | NDCG@{k}" for k in ks)
     lines = [
         f"Test metrics (mean ± std over seeds {budget}); machine: 2-core CPU, "
@@ -121,6 +150,9 @@ def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str) -
         ep = statistics.median(m["best_epoch"] for m in runs)
         sel = " ".join(r["lr"] + r["extra"])
         lines.append(f"| {name} | {' | '.join(cells)} | {sel} | {grid} | {secs:.0f} | {ep:g} |")
+    if pop:
+        cells = [_fmt(pop[f"{m}@{k}"]) for k in ks for m in ("recall", "ndcg")]
+        lines.append(f"| popularity (reference) | {' | '.join(cells)} | - | - | 0 | - |")
     return "\n".join(lines)
 
 
@@ -179,7 +211,9 @@ def main() -> None:
     (out / f"{args.key}-summary.json").write_text(json.dumps(
         {n: {k: v for k, v in r.items() if k != "runs"} for n, r in res.items()}, indent=2))
     if models:
-        table = topk_table({m: res[m] for m in models}, ks, cmd, budget)
+        pop = popularity(_spec(models[0], args.dataset, args.configs)[0], args.seeds, ks,
+                         args.data_dir)
+        table = topk_table({m: res[m] for m in models}, ks, cmd, budget, pop)
         print(table)
         if not args.no_record:
             update_section(args.results, f"{args.key}:{args.dataset}", table)

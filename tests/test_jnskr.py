@@ -274,3 +274,25 @@ def test_bad_arguments_raise():
         JNSKR.build(ds, split, dropout=1.0)
     with pytest.raises(ConfigError):
         JNSKR.build(ds, split, max_triples=0)
+
+
+def test_score_all_cache_sees_fused_optimizer_updates():
+    # fused optimisers update parameters in place without bumping Tensor._version; the
+    # eval-time item cache must still notice (it once served stale validation scores)
+    torch.manual_seed(0)
+    m = JNSKR(n_users=5, n_items=4, n_entities=6, n_relations=2,
+              triples=np.array([[0, 0, 4], [1, 1, 5]]), train_pairs=np.array([[0, 1], [1, 2]]))
+    opt = torch.optim.Adagrad(m.parameters(), lr=0.5, fused=True)
+    m.eval()
+    users = torch.arange(5)
+    with torch.no_grad():
+        before = m.score_all(users)
+        for p in m.parameters():
+            p.grad = torch.ones_like(p)
+    opt.step()
+    with torch.no_grad():
+        after = m.score_all(users)
+        m._cache = None
+        fresh = m.score_all(users)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, fresh)

@@ -425,9 +425,14 @@ class JNSKR(Model):
                        self.relation_emb(rel), mask)
 
     def all_item_repr(self, chunk: int = 4096) -> Tensor:
-        """``q`` of every item; cached between parameter updates outside training."""
+        """``q`` of every item; cached between parameter updates outside training.
+
+        The cache key includes a value fingerprint of every parameter: fused optimisers
+        (``fused=True``, used by the trainer) update in place without bumping
+        ``Tensor._version``, so version counters alone gave stale validation scores.
+        """
         cacheable = not self.training and not torch.is_grad_enabled()
-        key = tuple(p._version for p in self.parameters()) + (str(self.h.device),)
+        key = self._cache_key() if cacheable else None
         if cacheable and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         ids = torch.arange(self.n_items, device=self.h.device)
@@ -436,6 +441,16 @@ class JNSKR(Model):
         if cacheable:
             self._cache = (key, q)
         return q
+
+    def _cache_key(self) -> tuple:
+        params = list(self.parameters())
+        stats = torch.stack([torch.stack([p.sum(), p.abs().sum()]) for p in params])
+        return (tuple(p._version for p in params), tuple(stats.flatten().tolist()),
+                str(self.h.device))
+
+    def train(self, mode: bool = True) -> JNSKR:
+        self._cache = None  # parameters are about to change
+        return super().train(mode)
 
     # ---- losses ---------------------------------------------------------------------
     def regularisation(self) -> Tensor:
