@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -285,9 +284,7 @@ def download(name: str, data_dir: str | Path | None = None, base_url: str | None
     right checksum are kept.
     """
     spec = get_spec(name)
-    root = Path(data_dir) if data_dir is not None else (
-        Path(os.environ["KGREC_DATA"]) if os.environ.get("KGREC_DATA") else cache_dir() / "data")
-    folder = root / spec.folder
+    folder = resolve_data_dir(data_dir) / spec.folder
     for rf in spec.files:
         dest = folder / rf.local
         if dest.is_file() and not force and (rf.sha256 is None or _sha256(dest.read_bytes()) == rf.sha256):
@@ -309,7 +306,3 @@ def download(name: str, data_dir: str | Path | None = None, base_url: str | None
                             f"got {_sha256(data)}")
         atomic_write_bytes(dest, data)
     return folder
-
-
-def remove_cache() -> None:
-    shutil.rmtree(cache_dir() / "processed", ignore_errors=True)

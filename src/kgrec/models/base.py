@@ -83,6 +83,3 @@ class Model(nn.Module):
         u = users.repeat_interleave(n_items)
         i = torch.arange(n_items, device=users.device).repeat(len(users))
         return self.score(u, i).view(len(users), n_items)
-
-    def regularisation(self) -> Tensor:
-        return torch.zeros(())

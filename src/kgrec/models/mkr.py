@@ -150,6 +150,13 @@ class MKR(Model):
         else:
             self.rs_hidden = nn.ModuleList(_dense(2 * dim, 2 * dim) for _ in range(n_high_layers - 1))
             self.rs_out = _dense(2 * dim, 1)
+        rs_modules = [self.user_mlp, self.cc_units, self.rs_hidden, *([self.rs_out] if self.rs_out else [])]
+        kge_modules = [self.tail_mlp, self.cc_units, self.relation_mlp, self.kge_hidden, self.kge_out]
+        # weights under each task's lambda_2 term (Eq. 9), fixed at construction
+        self._l2_params = {
+            "rec": [p for m in rs_modules for p in m.parameters()],
+            "kge": [p for m in kge_modules for p in m.parameters()],
+        }
 
     @classmethod
     def build(cls, dataset: KGDataset, train: Split, **kwargs) -> MKR:
@@ -226,20 +233,15 @@ class MKR(Model):
             u = self.user_latent(batch["users"])
             v = self.item_latent(batch["items"])
             loss = F.binary_cross_entropy_with_logits(self._f_rs(u, v), batch["labels"])
-            params = [p for m in (self.user_mlp, self.cc_units, self.rs_hidden) for p in m.parameters()]
-            if self.rs_out is not None:
-                params += list(self.rs_out.parameters())
-            return loss + self.l2_weight * _sq(u, v, *params)
+            return loss + self.l2_weight * _sq(u, v, *self._l2_params["rec"])
         if task == "kge":
             h, t_hat = self.predict_tail(batch["heads"], batch["relations"])
             pos = self.kge_score(t_hat, batch["tails"])
             loss = -pos.mean()
             if self.kge_negatives:
                 loss = loss + self.kge_score(t_hat, batch["corrupt_tails"]).mean()
-            params = [p for m in (self.tail_mlp, self.cc_units, self.relation_mlp, self.kge_hidden,
-                                  self.kge_out) for p in m.parameters()]
             t = self.tail_latent(batch["tails"])
-            return self.kge_weight * loss + self.l2_weight * _sq(h, t, *params)
+            return self.kge_weight * loss + self.l2_weight * _sq(h, t, *self._l2_params["kge"])
         raise ValueError(f"MKR has no task {task!r}")
 
     @torch.no_grad()
