@@ -13,7 +13,9 @@ table of test mean ± std goes into ``docs/results.md`` under ``--key``:DATASET,
 
 A model name is a preset stem (``configs/<model>-<dataset>.yaml``) or one of the variants
 in ``VARIANTS``. Finished runs are reused (run folders under ``--out``/DATASET/KEY), so an interrupted
-comparison continues where it stopped.
+comparison continues where it stopped. ``--jobs N`` runs the independent runs of each phase in N
+processes (each single-threaded unless ``--set train.threads=...``); ``--set train.device=cuda``
+trains and evaluates on a GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 from kgrec.config import load_config
 from kgrec.reproduce import update_section
@@ -61,6 +65,23 @@ def _run(preset: Path, overrides: list[str], out: Path, data_dir, evaluate_test:
     return run(cfg, out, data_dir, progress=False, evaluate_test=evaluate_test)
 
 
+def _machine(results: dict[str, dict], cuda_machine: str) -> str:
+    """The machines of the table's runs, for its caption."""
+    import os
+    import platform
+
+    import torch
+
+    here = f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}"
+    if torch.cuda.is_available():
+        here = f"{torch.cuda.get_device_name()}, {here}"
+    if any(r.get("device", "cpu") != "cpu" for r in results.values()) and cuda_machine:
+        cpu_rows = any(r.get("device", "cpu") == "cpu" for r in results.values())
+        return (f"rows with device cuda: {cuda_machine}" +
+                (f"; rows with device cpu: {here}" if cpu_rows else ""))
+    return here
+
+
 def _fmt(values: list[float], scale: float = 1.0, digits: int = 4) -> str:
     if not values:
         return "-"
@@ -68,34 +89,60 @@ def _fmt(values: list[float], scale: float = 1.0, digits: int = 4) -> str:
     return f"{statistics.mean(values) * scale:.{digits}f} ± {sd * scale:.{digits}f}"
 
 
+def _pool_map(calls: list[tuple], jobs: int) -> list[dict]:
+    """``_run(*call)`` for every call, in ``jobs`` worker processes (in this one for 1)."""
+    if jobs <= 1 or len(calls) <= 1:
+        return [_run(*c) for c in calls]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=mp.get_context("spawn")) as pool:
+        return list(pool.map(_run, *zip(*calls, strict=True)))
+
+
 def compare(models: list[str], dataset: str, factors: list[float], seeds: int, fixed: list[str],
-            out: Path, data_dir, configs: Path) -> dict[str, dict]:
-    results: dict[str, dict] = {}
+            out: Path, data_dir, configs: Path, jobs: int = 1) -> dict[str, dict]:
+    """Grid runs of every model (phase 1), then the seeds of each selected setting (phase 2);
+    the runs of a phase are independent and go to ``jobs`` processes."""
+    specs = {}
     for name in models:
         preset, extra = _spec(name, dataset, configs)
         base = [*extra, *fixed]
-        monitor = load_config(preset, base).train.monitor
-        key = monitor.split(".", 1)[1]
-        grid = []
-        for f in factors:
-            ov = [*base, *_lr_overrides(preset, base, f), "seed=0"]
-            m = _run(preset, ov, out / f"{name}-lr{f:g}-s0", data_dir, evaluate_test=False)
-            score = max(h[f"valid_{key}"] for h in m["history"] if f"valid_{key}" in h)
-            grid.append((score, f, ov, m["best_epoch"]))
-            print(f"[grid] {name} lr x{f:g}: valid {key} {score:.4f} "
-                  f"(best epoch {m['best_epoch']}, {m['train_seconds']:.0f}s)", flush=True)
-        best = max(grid, key=lambda g: g[0])
-        f = best[1]
-        runs = []
-        for seed in range(seeds):
-            ov = [*base, *_lr_overrides(preset, base, f), f"seed={seed}"]
-            m = _run(preset, ov, out / f"{name}-lr{f:g}-s{seed}", data_dir, evaluate_test=True)
-            runs.append(m)
+        specs[name] = (preset, extra, base, load_config(preset, base).train.monitor)
+
+    def overrides(name: str, f: float, seed: int) -> list[str]:
+        preset, _, base, _ = specs[name]
+        return [*base, *_lr_overrides(preset, base, f), f"seed={seed}"]
+
+    grid_keys = [(name, f) for name in models for f in factors]
+    grid_runs = _pool_map([(specs[n][0], overrides(n, f, 0), out / f"{n}-lr{f:g}-s0", data_dir,
+                            False) for n, f in grid_keys], jobs)
+    grids: dict[str, list] = {n: [] for n in models}
+    for (name, f), m in zip(grid_keys, grid_runs, strict=True):
+        key = specs[name][3].split(".", 1)[1]
+        score = max(h[f"valid_{key}"] for h in m["history"] if f"valid_{key}" in h)
+        grids[name].append((score, f, m["best_epoch"]))
+        print(f"[grid] {name} lr x{f:g}: valid {key} {score:.4f} "
+              f"(best epoch {m['best_epoch']}, {m['train_seconds']:.0f}s)", flush=True)
+    chosen = {n: max(g, key=lambda x: x[0])[1] for n, g in grids.items()}
+
+    seed_keys = [(name, seed) for name in models for seed in range(seeds)]
+    seed_runs = _pool_map([(specs[n][0], overrides(n, chosen[n], s),
+                            out / f"{n}-lr{chosen[n]:g}-s{s}", data_dir, True)
+                           for n, s in seed_keys], jobs)
+    results: dict[str, dict] = {}
+    for name in models:
+        preset, extra, base, monitor = specs[name]
+        runs = [m for (n, _), m in zip(seed_keys, seed_runs, strict=True) if n == name]
+        for seed, m in enumerate(runs):
             shown = m.get("topk") or m.get("kg", {}).get("filtered")
             print(f"[test] {name} seed {seed}: {json.dumps(shown)}", flush=True)
-        results[name] = {"preset": str(preset), "extra": extra, "factor": f, "monitor": monitor,
-                         "grid": [(g[1], g[0], g[3]) for g in grid],
-                         "lr": _lr_overrides(preset, base, f), "runs": runs}
+        cfg_file = out / f"{name}-lr{chosen[name]:g}-s0" / "config.yaml"
+        device = yaml.safe_load(cfg_file.read_text())["train"].get("device", "cpu")
+        results[name] = {"preset": str(preset), "extra": extra, "factor": chosen[name],
+                         "device": device,
+                         "monitor": monitor, "grid": [(g[1], g[0], g[2]) for g in grids[name]],
+                         "lr": _lr_overrides(preset, base, chosen[name]), "runs": runs}
     return results
 
 
@@ -128,12 +175,12 @@ def popularity(preset: Path, seeds: int, ks: list[int], data_dir) -> dict[str, l
 
 
 def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
-               pop: dict[str, list[float]] | None = None) -> str:
+               pop: dict[str, list[float]] | None = None, machine: str = "2-core CPU") -> str:
     head = " | ".join(f"Recall@{k} | NDCG@{k}" for k in ks)
     lines = [
-        f"Test metrics (mean ± std over seeds {budget}); machine: 2-core CPU, "
+        f"Test metrics (mean ± std over seeds {budget}); machine: {machine}, "
         f"{time.strftime('%Y-%m-%d')}. Command: `{cmd}`", "",
-        f"| model | {head} | selected (valid) | valid grid (lr factor: score) | train s (median) "
+        f"| model | {head} | selected (valid) | valid grid (lr factor: score) | train s (median; device) "
         "| best epoch (median) |",
         "|---|" + "---|" * (2 * len(ks)) + "---|---|---|---|",
     ]
@@ -149,20 +196,21 @@ def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
         secs = statistics.median(m["train_seconds"] for m in runs)
         ep = statistics.median(m["best_epoch"] for m in runs)
         sel = " ".join(r["lr"] + r["extra"])
-        lines.append(f"| {name} | {' | '.join(cells)} | {sel} | {grid} | {secs:.0f} | {ep:g} |")
+        lines.append(f"| {name} | {' | '.join(cells)} | {sel} | {grid} | {secs:.0f}; "
+                     f"{r.get('device', 'cpu')} | {ep:g} |")
     if pop:
         cells = [_fmt(pop[f"{m}@{k}"]) for k in ks for m in ("recall", "ndcg")]
         lines.append(f"| popularity (reference) | {' | '.join(cells)} | - | - | 0 | - |")
     return "\n".join(lines)
 
 
-def kg_table(results: dict[str, dict], cmd: str, budget: str) -> str:
+def kg_table(results: dict[str, dict], cmd: str, budget: str, machine: str = "2-core CPU") -> str:
     lines = [
         f"KG completion on the held-out KG test triples (data.kg_split 7:1:2 by seed, so seed s of "
         f"every model ranks the same triples), filtered, mean ± std over seeds {budget}; "
-        f"2-core CPU, {time.strftime('%Y-%m-%d')}. Command: `{cmd}`", "",
+        f"{machine}, {time.strftime('%Y-%m-%d')}. Command: `{cmd}`", "",
         "| model | filtered Hits@10 (%) | filtered mean rank | filtered MRR | raw Hits@10 (%) "
-        "| selected | train s (median) |",
+        "| selected | train s (median; device) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
@@ -176,7 +224,7 @@ def kg_table(results: dict[str, dict], cmd: str, budget: str) -> str:
             f"| {name} | {_fmt([x['hits@10'] for x in f], 100, 2)} | "
             f"{_fmt([x['mean_rank'] for x in f], 1, 1)} | {_fmt([x['mrr'] for x in f])} | "
             f"{_fmt([x['hits@10'] for x in raw], 100, 2)} | {' '.join(r['lr'] + r['extra'])} "
-            f"| {secs:.0f} |")
+            f"| {secs:.0f}; {r.get('device', 'cpu')} |")
     return "\n".join(lines)
 
 
@@ -196,6 +244,9 @@ def main() -> None:
     ap.add_argument("--configs", type=Path, default=Path("configs"))
     ap.add_argument("--results", type=Path, default=Path("docs/results.md"))
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--cuda-machine", default="",
+                    help="describes the machine of runs made with train.device=cuda elsewhere")
+    ap.add_argument("--jobs", type=int, default=1, help="runs of a phase in parallel processes")
     args = ap.parse_args()
     factors = [float(x) for x in args.lr_factors.split(",")]
     ks = [int(k) for k in args.ks.split(",")]
@@ -207,18 +258,20 @@ def main() -> None:
     models = [m for m in args.models.split(",") if m]
     kg_models = [m for m in args.kg_models.split(",") if m]
     res = compare(list(dict.fromkeys(models + kg_models)), args.dataset, factors, args.seeds,
-                  args.fixed, out, args.data_dir, args.configs)
+                  args.fixed, out, args.data_dir, args.configs, args.jobs)
     (out / f"{args.key}-summary.json").write_text(json.dumps(
         {n: {k: v for k, v in r.items() if k != "runs"} for n, r in res.items()}, indent=2))
     if models:
         pop = popularity(_spec(models[0], args.dataset, args.configs)[0], args.seeds, ks,
                          args.data_dir)
-        table = topk_table({m: res[m] for m in models}, ks, cmd, budget, pop)
+        table = topk_table({m: res[m] for m in models}, ks, cmd, budget, pop,
+                           _machine({m: res[m] for m in models}, args.cuda_machine))
         print(table)
         if not args.no_record:
             update_section(args.results, f"{args.key}:{args.dataset}", table)
     if kg_models:
-        table = kg_table({m: res[m] for m in kg_models}, cmd, budget)
+        table = kg_table({m: res[m] for m in kg_models}, cmd, budget,
+                         _machine({m: res[m] for m in kg_models}, args.cuda_machine))
         print(table)
         if not args.no_record:
             update_section(args.results, f"kg:{args.dataset}", table)

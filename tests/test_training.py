@@ -89,3 +89,22 @@ def test_eval_every_validates_on_schedule(tiny_processed, tmp_path):
     m = run(tiny_config(tiny_processed, epochs=7, eval_every=3), tmp_path / "e", progress=False)
     validated = [h["epoch"] for h in m["history"] if "valid_auc" in h]
     assert validated == [2, 5, 6] and m["best_epoch"] - 1 in validated
+
+
+def test_device_option_is_checked(tiny_processed, tmp_path):
+    with pytest.raises(ConfigError, match="train.device"):
+        run(tiny_config(tiny_processed, epochs=1, device="bogus"), tmp_path / "d", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            run(tiny_config(tiny_processed, epochs=1, device="cuda"), tmp_path / "c",
+                progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_run_matches_cpu(tiny_processed, tmp_path):
+    cpu = run(tiny_config(tiny_processed, epochs=3), tmp_path / "cpu", progress=False)
+    gpu = run(tiny_config(tiny_processed, epochs=3, device="cuda"), tmp_path / "gpu",
+              progress=False)
+    # same init and batches; kernels differ in rounding only
+    assert gpu["test"]["auc"] == pytest.approx(cpu["test"]["auc"], abs=0.02)
+    assert load_checkpoint(tmp_path / "gpu" / "model.pt")["model"]

@@ -49,6 +49,7 @@ class TrainConfig(_Strict):
     patience: int = Field(5, ge=0, description="validations without improvement before stopping")
     eval_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     threads: int | None = Field(None, description="intra-op threads (default 1)")
+    device: str = Field("cpu", description="torch device of training and evaluation, e.g. cuda")
     sampler_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def for_task(self, value, task: str):

@@ -38,6 +38,8 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     the dense embedding tables here, same arithmetic)."""
     cls = OPTIMIZERS[name]
     params = list(params)
+    if name == "adagrad" and any(p.device.type != "cpu" for p in params):
+        return cls(params, lr=lr, weight_decay=weight_decay)  # fused Adagrad is CPU-only
     try:
         return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -49,6 +51,16 @@ def set_threads(n: int | None) -> None:
     more threads mostly add synchronisation; on a busy machine OpenMP threads that wait for
     a core made an MKR epoch 100x slower (24 s instead of 0.2 s)."""
     torch.set_num_threads(n or 1)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"train.device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but torch sees no CUDA device")
+    return device
 
 
 def prepare_data(cfg: RunConfig, data_dir: str | Path | None = None) -> tuple[KGDataset, Split]:
@@ -133,7 +145,8 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     dataset, split = prepare_data(cfg, data_dir)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    model = build_model(cfg, dataset, split)
+    device = _device(cfg.train.device)
+    model = build_model(cfg, dataset, split).to(device)
     tasks = model.tasks
     samplers, optimizers = {}, {}
     params = list(model.parameters())
@@ -154,7 +167,7 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         model, samplers, optimizers, schedule,
         validate=lambda: evaluate(model, dataset, split, cfg, "valid", protocols),
         monitor=key, epochs=cfg.train.epochs, patience=cfg.train.patience, seed=cfg.seed,
-        eval_every=cfg.train.eval_every,
+        eval_every=cfg.train.eval_every, device=cfg.train.device,
         checkpoint=ckpt_path, progress=progress, extra_state={"config": cfg_dict},
     )
     if resume and ckpt_path.exists():
@@ -175,7 +188,7 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     if "kg" in cfg.eval.protocols and evaluate_test:
         metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test"), _kg_known(dataset))
     if hasattr(model, "kge_rmse"):
-        metrics["kge_rmse"] = model.kge_rmse(torch.from_numpy(dataset.triples))
+        metrics["kge_rmse"] = model.kge_rmse(torch.from_numpy(dataset.triples).to(device))
     metrics.update({
         "epochs": state.epoch,
         "best_epoch": trainer.stopper.best_epoch + 1,

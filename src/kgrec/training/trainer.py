@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kgrec.data.samplers import Sampler
+from kgrec.evaluation.ctr import model_device
 from kgrec.models.base import Model
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
 from kgrec.training.schedule import task_cycle
@@ -52,6 +53,7 @@ class Trainer:
         eval_every: validate after every ``eval_every``-th epoch (and the last); patience
             counts validations.
         checkpoint: file written after every epoch (``None``: no checkpoints).
+        device: where batches are moved before the step (default: the model's device).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Trainer:
         progress: bool | None = None,
         extra_state: dict | None = None,
         eval_every: int = 1,
+        device: str | torch.device | None = None,
     ) -> None:
         self.model = model
         self.samplers = samplers
@@ -85,6 +88,7 @@ class Trainer:
         self.state = TrainState()
         self.extra_state = extra_state or {}
         self.main_task = model.tasks[0]
+        self.device = torch.device(device) if device is not None else model_device(model)
         #: test hook: stop (as if killed) after this many epochs
         self.stop_after: int | None = None
 
@@ -131,6 +135,9 @@ class Trainer:
             batch = next(iters[task], None)
             if batch is None:  # the main task's pass is over
                 break
+            if self.device.type != "cpu":
+                batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                         for k, v in batch.items()}
             opt = self.optimizers[task]
             opt.zero_grad(set_to_none=True)
             loss = self.model(batch, task=task)
