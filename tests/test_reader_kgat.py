@@ -135,3 +135,21 @@ def test_registry_reads_kgat_folder(tmp_path):
     assert ds.name == "amazon-toy" and ds.given_split is not None
     split = make_split(ds, "given", (0.7, 0.1, 0.2), seed=0)
     assert pairs(split.test) == {(0, 10), (1, 4), (3, 6), (3, 7)}
+
+
+def test_run_seed_reseeds_validation_not_test(tmp_path):
+    from kgrec.config import load_config
+    from kgrec.training.experiment import prepare_data
+
+    folder = write(tmp_path / "d", lists=False)
+    raw = {"model": "bprmf", "data": {"dataset": str(folder), "layout": "kgat", "split": "given"}}
+    splits = [prepare_data(load_config(raw={**raw, "seed": s}))[1] for s in range(6)]
+    assert len({tuple(map(tuple, sp.valid)) for sp in splits}) > 1  # the seed moves validation
+    for sp in splits:
+        assert pairs(sp.train) | pairs(sp.valid) == pairs(splits[0].train) | pairs(splits[0].valid)
+        assert not pairs(sp.train) & pairs(sp.valid)
+        assert np.array_equal(sp.test, splits[0].test)
+    # the carving depends on the pairs and the seed only
+    ds = load_kgat(folder, "toy", seed=3)
+    assert np.array_equal(prepare_data(load_config(raw={**raw, "seed": 3}))[1].valid,
+                          ds.given_split.valid)

@@ -19,6 +19,7 @@ import yaml
 from kgrec.config import RunConfig
 from kgrec.data import load_dataset, make_split
 from kgrec.data.dataset import KGDataset, Split
+from kgrec.data.readers.kgat import reseed_validation
 from kgrec.data.registry import atomic_write_bytes
 from kgrec.data.samplers import make_sampler
 from kgrec.data.splits import split_triples
@@ -65,6 +66,8 @@ def _device(name: str) -> torch.device:
 
 def prepare_data(cfg: RunConfig, data_dir: str | Path | None = None) -> tuple[KGDataset, Split]:
     dataset = load_dataset(cfg.data.dataset, cfg.data.layout, data_dir)
+    if dataset.meta.get("layout") == "kgat":
+        dataset = reseed_validation(dataset, cfg.seed)
     split = make_split(dataset, cfg.data.split, cfg.data.ratios, cfg.seed, cfg.data.train_ratio,
                        cfg.data.negatives, cfg.data.min_user_positives)
     if cfg.data.kg_split is not None and dataset.kg_split is None:

@@ -30,6 +30,7 @@ beyond a list, a remap id listed twice) and every missing or empty file raises
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +124,12 @@ def _count(values: list[tuple[np.ndarray, np.ndarray, Path]], listed: list[str] 
 
 def carve_validation(train: np.ndarray, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Move a seeded ``ratio`` of each user's training pairs to validation (rounded half
-    up, at most all but one). Returns ``(train, valid)`` pairs."""
+    up, at most all but one). Returns ``(train, valid)`` pairs. The result depends on the
+    set of pairs and the seed, not on their order."""
     if not 0 <= ratio < 1:
         raise ValueError(f"valid_ratio must be in [0, 1), got {ratio}")
     rng = np.random.default_rng(seed)
+    train = train[np.lexsort((train[:, 1], train[:, 0]))]
     rows = train[rng.permutation(len(train))]
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     users = rows[:, 0]
@@ -138,6 +141,21 @@ def carve_validation(train: np.ndarray, ratio: float, seed: int) -> tuple[np.nda
     n_valid = np.minimum(np.floor(cnt * ratio + 0.5), cnt - 1).astype(np.int64)
     is_valid = pos < n_valid
     return rows[~is_valid], rows[is_valid]
+
+
+def reseed_validation(dataset: KGDataset, seed: int) -> KGDataset:
+    """``dataset`` (KGAT layout) with its validation pairs carved again from the training
+    pairs with ``seed`` (the run's seed), so that seeds vary the validation set as they do
+    for the other layouts; the test file's pairs are untouched."""
+    if dataset.meta.get("valid_seed") == seed or dataset.given_split is None:
+        return dataset
+    sp = dataset.given_split
+    pool = np.concatenate([sp.train, sp.valid])[:, :2]
+    train, valid = carve_validation(pool, dataset.meta.get("valid_ratio", 0.1), seed)
+    given = Split(train=np.c_[train, np.ones(len(train), np.int64)].reshape(-1, 3),
+                  valid=np.c_[valid, np.ones(len(valid), np.int64)].reshape(-1, 3),
+                  test=sp.test)
+    return replace(dataset, given_split=given, meta={**dataset.meta, "valid_seed": seed})
 
 
 def load_kgat(folder: str | Path, name: str, valid_ratio: float = 0.1,
