@@ -195,7 +195,9 @@ def load_npz(path: Path) -> KGDataset:
 
 def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path | None = None,
                  use_cache: bool = True) -> KGDataset:
-    """Load a named dataset (``lastfm``, ``book``, ``book-mkr``, ``movie``) or a folder.
+    """Load a named dataset (``lastfm``, ``book``, ``book-mkr``, ``movie``) or a folder: a
+    path, or the name of a folder in the data folder (e.g. ``dbbook2014`` for the KTUP release
+    placed in ``$KGREC_DATA/dbbook2014``).
 
     ``layout``: ``raw`` (MKR raw files, preprocessed and cached), ``processed``
     (``ratings_final.txt``/``kg_final.txt``), ``ktup``, ``kgat`` or ``auto`` (the named
@@ -211,10 +213,13 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
     else:
         spec = None
         folder = Path(name_or_path)
+        if not folder.is_dir() and not folder.is_absolute():  # a folder of the data dir
+            folder = resolve_data_dir(data_dir) / name_or_path
         name = folder.name
         if not folder.is_dir():
             raise ConfigError(f"{name_or_path!r} is neither a known dataset "
-                              f"({', '.join(sorted(DATASETS))}) nor a folder")
+                              f"({', '.join(sorted(DATASETS))}) nor a folder (here or in "
+                              f"the data folder {resolve_data_dir(data_dir)})")
     if layout == "auto":
         layout = _detect_layout(folder, spec)
     if layout == "processed":
