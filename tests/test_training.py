@@ -108,3 +108,15 @@ def test_cuda_run_matches_cpu(tiny_processed, tmp_path):
     # same init and batches; kernels differ in rounding only
     assert gpu["test"]["auc"] == pytest.approx(cpu["test"]["auc"], abs=0.02)
     assert load_checkpoint(tmp_path / "gpu" / "model.pt")["model"]
+
+
+def test_resume_accepts_checkpoint_from_before_a_new_option(tiny_processed, tmp_path):
+    cfg = tiny_config(tiny_processed)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "r", progress=False, stop_after=2)
+    ckpt_path = tmp_path / "r" / "checkpoint.pt"
+    ckpt = load_checkpoint(ckpt_path)
+    del ckpt["config"]["train"]["device"]  # as written before train.device existed
+    torch.save(ckpt, ckpt_path)
+    resumed = run(cfg, tmp_path / "r", progress=False)
+    assert resumed["epochs"] == 6 and len(resumed["history"]) == 6

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from pydantic import ValidationError
 
 from kgrec.config import RunConfig
 from kgrec.data import load_dataset, make_split
@@ -118,6 +119,14 @@ def _protocols_for(monitor: str) -> list[str]:
     return ["ctr"] if key in ("auc", "acc") else ["topk"] if "@" in key else ["ctr", "topk"]
 
 
+def _normalised(saved: Any) -> Any:
+    """A saved config dict with the defaults of options added since it was written."""
+    try:
+        return RunConfig.model_validate(saved).model_dump(mode="json")
+    except ValidationError:  # not a valid config: compare as it is
+        return saved
+
+
 def write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
@@ -140,7 +149,7 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and resume:
         prev = load_checkpoint(ckpt_path).get("config")
-        if prev != cfg_dict:
+        if prev != cfg_dict and _normalised(prev) != cfg_dict:
             raise ConfigError(f"{ckpt_path}: written by a different config; use another --out "
                               "or --no-resume")
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False).encode())
