@@ -74,7 +74,7 @@ class TransEFixed(nn.Module):
         return -(self.ent[None] - q[:, None, :]).abs().sum(-1)
 
 
-def _brute_force(ent, rel, test, known):
+def _brute_force(ent, rel, test, known, exclude_query=False):
     known_set = {tuple(x) for x in known.tolist()}
     n_ent = len(ent)
 
@@ -84,8 +84,8 @@ def _brute_force(ent, rel, test, known):
     out = {"head_raw": [], "head_f": [], "tail_raw": [], "tail_f": []}
     for h, r, t in test.tolist():
         true = f(h, r, t)
-        tail_better = [e for e in range(n_ent) if f(h, r, e) > true]
-        head_better = [e for e in range(n_ent) if f(e, r, t) > true]
+        tail_better = [e for e in range(n_ent) if f(h, r, e) > true and not (exclude_query and e == h)]
+        head_better = [e for e in range(n_ent) if f(e, r, t) > true and not (exclude_query and e == t)]
         out["tail_raw"].append(1 + len(tail_better))
         out["tail_f"].append(1 + sum((h, r, e) not in known_set for e in tail_better))
         out["head_raw"].append(1 + len(head_better))
@@ -132,3 +132,23 @@ def test_evaluate_kg_categories_from_other_triples():
     out = evaluate_kg(model, test, test, categories_from=other)
     assert set(out["categories"]) == {"1-N", "N-1"}
     assert set(evaluate_kg(model, test, test)["categories"]) == {"1-1"}
+
+
+def test_evaluate_kg_without_the_query_entity():
+    rng = np.random.default_rng(5)
+    n_ent, n_rel, dim = 12, 3, 3
+    ent = rng.normal(size=(n_ent, dim))
+    rel = rng.normal(size=(n_rel, dim)) * 0.05  # short translations: the query entity wins
+    known = np.column_stack(
+        [rng.integers(0, n_ent, 40), rng.integers(0, n_rel, 40), rng.integers(0, n_ent, 40)]
+    )
+    test = known[:15]
+    model = TransEFixed(ent, rel)
+    out = evaluate_kg(model, test, known, exclude_query=True)
+    bf = _brute_force(ent, rel, test, known, exclude_query=True)
+    every = _brute_force(ent, rel, test, known)
+    assert (bf["tail_raw"] < every["tail_raw"]).any() and (bf["head_f"] < every["head_f"]).any()
+    assert out["raw"] == pytest.approx(kg_metrics(np.concatenate([bf["head_raw"], bf["tail_raw"]])))
+    assert out["filtered"] == pytest.approx(
+        kg_metrics(np.concatenate([bf["head_f"], bf["tail_f"]]))
+    )

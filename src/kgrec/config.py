@@ -66,6 +66,8 @@ class EvalConfig(_Strict):
     ndcg: Literal["standard", "legacy", "ktup"] = "standard"
     batch_users: int = 1024
     exclude_valid: bool = Field(True, description="test top-K also excludes valid positives")
+    kg_exclude_query: bool = Field(
+        False, description="KG completion: drop the query's own entity from the candidates")
 
 
 class RunConfig(_Strict):

@@ -110,6 +110,7 @@ def evaluate_kg(
     known_triples: np.ndarray,
     batch_size: int = 256,
     categories_from: np.ndarray | None = None,
+    exclude_query: bool = False,
 ) -> dict:
     """Raw and filtered link-prediction metrics of ``test_triples``.
 
@@ -120,6 +121,10 @@ def evaluate_kg(
     ``categories`` entry holds filtered metrics per relation category
     (:func:`relation_categories` of ``categories_from``, default ``known_triples``),
     head and tail predictions apart, as in KTUP Table 3; empty categories are left out.
+    ``exclude_query`` drops the query's own entity (``h`` when ranking tails, ``t`` when
+    ranking heads) from the candidates of raw and filtered ranks; the default keeps every
+    entity, as TransE's protocol does, where a model with short translations scores the
+    query entity itself first.
     """
     test = np.asarray(test_triples, dtype=np.int64).reshape(-1, 3)
     known = np.asarray(known_triples, dtype=np.int64).reshape(-1, 3)
@@ -137,7 +142,13 @@ def evaluate_kg(
                 ("head", model.score_heads(r, t), h, by_tail, part[:, 2]),
             ):
                 mask = answers.mask(query, part[:, 1], scores.shape[1], device)
-                ranks[f"{side}_raw"][sl] = ranks_from_scores(scores, target).cpu().numpy()
+                own = None
+                if exclude_query:
+                    own = torch.zeros_like(mask)
+                    own[torch.arange(len(part), device=device),
+                        torch.as_tensor(query, device=device)] = True
+                    mask |= own
+                ranks[f"{side}_raw"][sl] = ranks_from_scores(scores, target, own).cpu().numpy()
                 ranks[f"{side}_f"][sl] = ranks_from_scores(scores, target, mask).cpu().numpy()
 
     cats = relation_categories(known if categories_from is None else categories_from)

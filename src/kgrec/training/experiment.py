@@ -97,7 +97,8 @@ def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, sta
                                  cfg.eval.batch_users, dataset.n_users, dataset.n_items,
                                  cfg.eval.exclude_valid))
     if "kg" in protocols and stage == "valid":  # the test KG protocol runs once, in run()
-        kg = evaluate_kg(model, _kg_part(dataset, "valid"), _kg_known(dataset))
+        kg = evaluate_kg(model, _kg_part(dataset, "valid"), _kg_known(dataset),
+                         exclude_query=cfg.eval.kg_exclude_query)
         out.update({f"kg.{k}": v for k, v in kg["filtered"].items()})
     return out
 
@@ -198,7 +199,8 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     if "topk" in cfg.eval.protocols and evaluate_test:
         metrics["topk"] = {k: v for k, v in test.items() if "@" in k}
     if "kg" in cfg.eval.protocols and evaluate_test:
-        metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test"), _kg_known(dataset))
+        metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test"), _kg_known(dataset),
+                                    exclude_query=cfg.eval.kg_exclude_query)
     if hasattr(model, "kge_rmse"):
         metrics["kge_rmse"] = model.kge_rmse(torch.from_numpy(dataset.triples).to(device))
     metrics.update({
