@@ -82,10 +82,9 @@ def _machine(results: dict[str, dict], cuda_machine: str) -> str:
     here = f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}"
     if torch.cuda.is_available():
         here = f"{torch.cuda.get_device_name()}, {here}"
-    if any(r.get("device", "cpu") != "cpu" for r in results.values()) and cuda_machine:
-        cpu_rows = any(r.get("device", "cpu") == "cpu" for r in results.values())
-        return (f"rows with device cuda: {cuda_machine}" +
-                (f"; rows with device cpu: {here}" if cpu_rows else ""))
+    if any("cuda" in r.get("device", "cpu") for r in results.values()) and cuda_machine:
+        cpu_rows = any("cpu" in r.get("device", "cpu") for r in results.values())
+        return (f"device cuda: {cuda_machine}" + (f"; device cpu: {here}" if cpu_rows else ""))
     return here
 
 
@@ -157,8 +156,9 @@ def compare(models: list[str], dataset: str, factors: list[float], seeds: int, f
         for seed, m in enumerate(runs):
             shown = m.get("topk") or m.get("kg", {}).get("filtered")
             print(f"[test] {name} seed {seed}: {json.dumps(shown)}", flush=True)
-        cfg_file = out / f"{name}-lr{chosen[name]:g}-s0" / "config.yaml"
-        device = yaml.safe_load(cfg_file.read_text())["train"].get("device", "cpu")
+        devices = [yaml.safe_load((out / f"{name}-lr{chosen[name]:g}-s{s}" / "config.yaml")
+                                  .read_text())["train"].get("device", "cpu") for s in range(seeds)]
+        device = "+".join(dict.fromkeys(devices))  # e.g. "cuda+cpu" when seeds ran apart
         results[name] = {"preset": str(preset), "extra": extra, "factor": chosen[name],
                          "device": device,
                          "monitor": monitor, "grid": [(g[1], g[0], g[2]) for g in grids[name]],
