@@ -22,17 +22,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
+import platform
 import shlex
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
 
 from kgrec.config import load_config
+from kgrec.evaluation import evaluate_topk
 from kgrec.reproduce import update_section
-from kgrec.training.experiment import run
+from kgrec.training.experiment import prepare_data, run
 
 #: name -> (preset stem, extra overrides)
 VARIANTS = {
@@ -74,11 +81,6 @@ def _run(preset: Path, overrides: list[str], out: Path, data_dir, evaluate_test:
 
 def _machine(results: dict[str, dict], cuda_machine: str) -> str:
     """The machines of the table's runs, for its caption."""
-    import os
-    import platform
-
-    import torch
-
     here = f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}"
     if torch.cuda.is_available():
         here = f"{torch.cuda.get_device_name()}, {here}"
@@ -99,9 +101,6 @@ def _pool_map(calls: list[tuple], jobs: int) -> list[dict]:
     """``_run(*call)`` for every call, in ``jobs`` worker processes (in this one for 1)."""
     if jobs <= 1 or len(calls) <= 1:
         return [_run(*c) for c in calls]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     with ProcessPoolExecutor(min(jobs, len(calls)), mp_context=mp.get_context("spawn")) as pool:
         return list(pool.map(_run, *zip(*calls, strict=True)))
 
@@ -168,11 +167,6 @@ def compare(models: list[str], dataset: str, factors: list[float], seeds: int, f
 
 def popularity(preset: Path, seeds: int, ks: list[int], data_dir) -> dict[str, list[float]]:
     """Test metrics of ranking every item by its training popularity, on the same splits."""
-    import numpy as np
-    import torch
-
-    from kgrec.evaluation import evaluate_topk
-    from kgrec.training.experiment import prepare_data
 
     class Pop(torch.nn.Module):
         def __init__(self, counts: np.ndarray) -> None:

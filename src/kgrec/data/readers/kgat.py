@@ -143,6 +143,11 @@ def carve_validation(train: np.ndarray, ratio: float, seed: int) -> tuple[np.nda
     return rows[~is_valid], rows[is_valid]
 
 
+def _labelled(pairs: np.ndarray) -> np.ndarray:
+    """``(user, item)`` pairs as ``(user, item, 1)`` rows."""
+    return np.c_[pairs, np.ones(len(pairs), dtype=np.int64)].reshape(-1, 3)
+
+
 def reseed_validation(dataset: KGDataset, seed: int) -> KGDataset:
     """``dataset`` (KGAT layout) with its validation pairs carved again from the training
     pairs with ``seed`` (the run's seed), so that seeds vary the validation set as they do
@@ -152,9 +157,7 @@ def reseed_validation(dataset: KGDataset, seed: int) -> KGDataset:
     sp = dataset.given_split
     pool = np.concatenate([sp.train, sp.valid])[:, :2]
     train, valid = carve_validation(pool, dataset.meta.get("valid_ratio", 0.1), seed)
-    given = Split(train=np.c_[train, np.ones(len(train), np.int64)].reshape(-1, 3),
-                  valid=np.c_[valid, np.ones(len(valid), np.int64)].reshape(-1, 3),
-                  test=sp.test)
+    given = Split(train=_labelled(train), valid=_labelled(valid), test=sp.test)
     return replace(dataset, given_split=given, meta={**dataset.meta, "valid_seed": seed})
 
 
@@ -193,10 +196,7 @@ def load_kgat(folder: str | Path, name: str, valid_ratio: float = 0.1,
 
     train, valid = carve_validation(train, valid_ratio, seed)
 
-    def labelled(pairs: np.ndarray) -> np.ndarray:
-        return np.c_[pairs, np.ones(len(pairs), dtype=np.int64)].reshape(-1, 3)
-
-    parts = Split(train=labelled(train), valid=labelled(valid), test=labelled(test))
+    parts = Split(train=_labelled(train), valid=_labelled(valid), test=_labelled(test))
     return KGDataset(
         name=name,
         interactions=np.concatenate([parts.train, parts.valid, parts.test]),
