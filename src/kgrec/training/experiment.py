@@ -180,7 +180,7 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         model, samplers, optimizers, schedule,
         validate=lambda: evaluate(model, dataset, split, cfg, "valid", protocols),
         monitor=key, epochs=cfg.train.epochs, patience=cfg.train.patience, seed=cfg.seed,
-        eval_every=cfg.train.eval_every, device=cfg.train.device,
+        eval_every=cfg.train.eval_every,
         checkpoint=ckpt_path, progress=progress, extra_state={"config": cfg_dict},
     )
     if resume and ckpt_path.exists():

@@ -53,7 +53,6 @@ class Trainer:
         eval_every: validate after every ``eval_every``-th epoch (and the last); patience
             counts validations.
         checkpoint: file written after every epoch (``None``: no checkpoints).
-        device: where batches are moved before the step (default: the model's device).
     """
 
     def __init__(
@@ -71,7 +70,6 @@ class Trainer:
         progress: bool | None = None,
         extra_state: dict | None = None,
         eval_every: int = 1,
-        device: str | torch.device | None = None,
     ) -> None:
         self.model = model
         self.samplers = samplers
@@ -88,7 +86,7 @@ class Trainer:
         self.state = TrainState()
         self.extra_state = extra_state or {}
         self.main_task = model.tasks[0]
-        self.device = torch.device(device) if device is not None else model_device(model)
+        self.device = model_device(model)  # batches are moved there before each step
         #: test hook: stop (as if killed) after this many epochs
         self.stop_after: int | None = None
 
