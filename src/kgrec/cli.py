@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -81,6 +82,8 @@ def train(
     cfg = load_config(config, overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return
     test = metrics["test"]
     parts = [f"{k}={v:.4f}" for k, v in test.items()]
     parts += [f"{k}={v:.4f}" for k, v in metrics.get("topk", {}).items() if k.endswith("@10")]
@@ -151,6 +154,35 @@ def reproduce(
     table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, results, data_dir,
                          overrides=set_, key=key)
     typer.echo(table)
+
+
+@app.command()
+def tune(
+    config: Path,
+    space: Annotated[Path | None, typer.Option(help="search space YAML (default: the shipped "
+                                               "space named like CONFIG)")] = None,
+    trials: Annotated[int, typer.Option(help="complete or pruned trials the study reaches")] = 20,
+    storage: Annotated[str, typer.Option(help="Optuna storage URL")] = "sqlite:///study.db",
+    study: Annotated[str | None, typer.Option(help="study name (default: CONFIG's name)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/tune-STUDY)")] = None,
+    seed: Annotated[int, typer.Option(help="TPE sampler seed")] = 0,
+    prune: Annotated[bool, typer.Option(help="median pruning on per-epoch validation")] = True,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Optuna search on validation (the test split is never read); resumable, parallel-safe;
+    writes the best preset, a trials table and plots."""
+    from kgrec.tuning import tune as do_tune
+
+    name = study or config.stem
+    summary = do_tune(config, space, trials, storage, name, out, seed, list(set_ or []), data_dir,
+                      pruning=prune, log=lambda m: typer.echo(m, err=True))
+    if "preset" in summary:
+        typer.echo(f"study {name}: {summary['complete']} complete of {summary['trials']} trials; "
+                   f"best trial {summary['best_trial']} value {summary['best_value']:.4f} "
+                   f"-> {summary['preset']}")
+    else:
+        typer.echo(f"study {name}: no complete trial ({summary['trials']} trials)")
 
 
 def main() -> None:

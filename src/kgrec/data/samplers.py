@@ -88,6 +88,21 @@ class Sampler:
         """Hook adding sampled fields (negatives) to a batch."""
         return batch
 
+    def shard(self, batch: dict[str, Tensor], rank: int, world: int) -> tuple[dict[str, Tensor], float]:
+        """Rank ``rank``'s part of a global ``batch`` for a distributed step, and its share
+        of the batch's rows.
+
+        Every rank draws the same global batch (same per-epoch seed, negatives included)
+        and keeps a contiguous slice of its rows, so the ranks' parts at a step are exactly
+        the batch one process would train on at that step.
+        """
+        n = len(next(iter(batch.values())))
+        q, m = divmod(n, world)
+        start = rank * q + min(rank, m)
+        stop = start + q + (rank < m)
+        part = {k: v[start:stop] if torch.is_tensor(v) else v for k, v in batch.items()}
+        return part, (stop - start) / n if n else 0.0
+
     def epoch(self, seed: int) -> Iterator[dict[str, Tensor]]:
         rng = np.random.default_rng(seed)
         order = torch.from_numpy(rng.permutation(self.n)) if self.shuffle else None

@@ -131,10 +131,16 @@ def evaluate_kg(
     n_rel = int(max(known[:, 1].max(initial=-1), test[:, 1].max(initial=-1))) + 1
     by_head = _Answers(known[:, 0], known[:, 1], known[:, 2], n_rel)  # (h, r) -> tails
     by_tail = _Answers(known[:, 2], known[:, 1], known[:, 0], n_rel)  # (t, r) -> heads
-    ranks = {k: np.zeros(len(test), np.int64) for k in ("tail_raw", "tail_f", "head_raw", "head_f")}
+    from kgrec.training import distributed as distr  # here: training imports evaluation
+
+    # distributed: each rank ranks a contiguous share of the queries; the ranks are
+    # gathered and rank 0 computes the metrics once
+    lo, hi = distr.shard_bounds(len(test))
+    mine = test[lo:hi]
+    ranks = {k: np.zeros(len(mine), np.int64) for k in ("tail_raw", "tail_f", "head_raw", "head_f")}
     with inference(model) as device:
-        for start in range(0, len(test), batch_size):
-            part = test[start : start + batch_size]
+        for start in range(0, len(mine), batch_size):
+            part = mine[start : start + batch_size]
             h, r, t = (torch.as_tensor(part[:, j], device=device) for j in range(3))
             sl = slice(start, start + len(part))
             for side, scores, target, answers, query in (
@@ -150,6 +156,9 @@ def evaluate_kg(
                     mask |= own
                 ranks[f"{side}_raw"][sl] = ranks_from_scores(scores, target, own).cpu().numpy()
                 ranks[f"{side}_f"][sl] = ranks_from_scores(scores, target, mask).cpu().numpy()
+    ranks = {k: distr.gather_rows(v) for k, v in ranks.items()}
+    if not distr.is_main():
+        return distr.broadcast_object(None)
 
     cats = relation_categories(known if categories_from is None else categories_from)
     code = np.full(max(n_rel, max(cats, default=-1) + 1), -1)  # relation -> category index
@@ -163,8 +172,8 @@ def evaluate_kg(
                 "head": kg_metrics(ranks["head_f"][sel]),
                 "tail": kg_metrics(ranks["tail_f"][sel]),
             }
-    return {
+    return distr.broadcast_object({
         "raw": kg_metrics(np.concatenate([ranks["head_raw"], ranks["tail_raw"]])),
         "filtered": kg_metrics(np.concatenate([ranks["head_f"], ranks["tail_f"]])),
         "categories": per_cat,
-    }
+    })

@@ -235,5 +235,12 @@ def evaluate_topk(
     rel = (rel - rel.multiply(exclude)).tocsr()
     rel.eliminate_zeros()
     users = np.flatnonzero(np.diff(rel.indptr) > 0)
-    ranked = rank_topk(model, users, exclude, max(ks), batch_users=batch_users)
-    return topk_metrics(ranked, rel[users], ks, ndcg=ndcg)
+    from kgrec.training import distributed as distr  # here: training imports evaluation
+
+    # distributed: each rank ranks a contiguous share of the users; rank 0 computes the
+    # metrics of the gathered rankings once and every rank gets them
+    lo, hi = distr.shard_bounds(len(users))
+    ranked = distr.gather_rows(rank_topk(model, users[lo:hi], exclude, max(ks),
+                                         batch_users=batch_users))
+    metrics = topk_metrics(ranked, rel[users], ks, ndcg=ndcg) if distr.is_main() else None
+    return distr.broadcast_object(metrics)

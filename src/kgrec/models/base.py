@@ -53,6 +53,13 @@ class Model(nn.Module):
     task_samplers: ClassVar[dict[str, str]] = {"rec": "ctr"}
     #: ``True`` when ``score`` returns a logit of a click probability (CTR models).
     ctr_output: ClassVar[bool] = False
+    #: How the loss depends on the batch, for distributed steps (each rank a slice of the
+    #: global batch, gradients averaged by DDP). ``"mean"``: the trainer scales a rank's
+    #: loss by ``world * rows_rank / rows_batch``, exact for losses that are means over the
+    #: batch plus batch-independent terms. ``"sum"``: the batch carries ``loss_scale``
+    #: (``world``, or 0 for a rank without rows) and ``forward`` multiplies the terms that
+    #: sum over batch rows by it, leaving batch-independent terms (regularisers) as they are.
+    batch_reduction: ClassVar[str] = "mean"
 
     @classmethod
     def build(cls, dataset: KGDataset, train: Split, **kwargs: Any) -> Model:

@@ -268,6 +268,26 @@ class JNSKRSampler(Sampler):
     def __len__(self) -> int:
         return max(1, math.ceil(self.n / self.batch_size))
 
+    def shard(self, batch: dict[str, Tensor], rank: int, world: int) -> tuple[dict[str, Tensor], float]:
+        """Contiguous slices of the batch's items and of its heads, with their observed
+        pairs and triples re-indexed into the slices (see :meth:`Sampler.shard`)."""
+        out: dict[str, Tensor] = {}
+        rows = 0
+        for key, index, fields in (("items", "pos_index", ("pos_users",)),
+                                   ("heads", "kg_index", ("kg_relations", "kg_tails"))):
+            n = len(batch[key])
+            q, m = divmod(n, world)
+            start = rank * q + min(rank, m)
+            stop = start + q + (rank < m)
+            idx = batch[index]
+            sel = (idx >= start) & (idx < stop)
+            out[key] = batch[key][start:stop]
+            out[index] = idx[sel] - start
+            out.update({f: batch[f][sel] for f in fields})
+            rows += stop - start
+        total = len(batch["items"]) + len(batch["heads"])
+        return out, rows / total if total else 0.0
+
     def epoch(self, seed: int) -> Iterator[dict[str, Tensor]]:
         rng = np.random.default_rng(seed)
         perm = rng.permutation if self.shuffle else (lambda a: a)
@@ -299,6 +319,7 @@ class JNSKR(Model):
 
     tasks: ClassVar[tuple[str, ...]] = ("rec",)
     task_samplers: ClassVar[dict[str, str]] = {"rec": "jnskr"}
+    batch_reduction: ClassVar[str] = "sum"  # Eq. 5 and 9 sum over the batch's items/heads
 
     def __init__(
         self,
@@ -479,11 +500,11 @@ class JNSKR(Model):
         ent = self.entity_emb.weight
         rows = ent[torch.cat([self.item_row[items], tail.reshape(-1), heads,
                               batch["kg_tails"]])]
-        e_v, t_emb = rows[:n_b], rows[n_b:n_b + n_t].view(*tail.shape, -1)
+        e_v, t_emb = rows[:n_b], rows[n_b:n_b + n_t].view(*tail.shape, ent.shape[1])
         e_h, e_t = rows[n_b + n_t:n_b + n_t + n_h], rows[n_b + n_t + n_h:]
         rel_all = self.relation_emb.weight
         r_rows = rel_all[torch.cat([rel.reshape(-1), batch["kg_relations"]])]
-        r_emb, kg_r = r_rows[:n_t].view(*rel.shape, -1), r_rows[n_t:]
+        r_emb, kg_r = r_rows[:n_t].view(*rel.shape, rel_all.shape[1]), r_rows[n_t:]
 
         q = self._q(e_v, t_emb, r_emb, mask)
         cf = cf_whole_data_loss(self.user_emb.weight, self.h, q, self.c_neg[items], pos_index,
@@ -506,7 +527,8 @@ class JNSKR(Model):
         if task != "rec":
             raise ValueError(f"jnskr has no task {task!r}")
         cf, kg = self.losses(batch)
-        return cf + self.mu * kg + self.regularisation()
+        # distributed steps: the batch sums scaled by loss_scale (Model.batch_reduction)
+        return batch.get("loss_scale", 1.0) * (cf + self.mu * kg) + self.regularisation()
 
     # ---- scoring --------------------------------------------------------------------
     def score(self, users: Tensor, items: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from kgrec.errors import ConfigError
 from kgrec.evaluation import evaluate_ctr, evaluate_kg, evaluate_topk
 from kgrec.models import get_model_class
 from kgrec.models.base import Model
+from kgrec.training import distributed as distr
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
 from kgrec.training.schedule import default_schedule
 from kgrec.training.trainer import Trainer
@@ -134,31 +136,52 @@ def write_json(path: Path, data: dict) -> None:
 
 def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         resume: bool = True, progress: bool | None = None,
-        stop_after: int | None = None, evaluate_test: bool = True) -> dict[str, Any]:
+        stop_after: int | None = None, evaluate_test: bool = True,
+        on_validate: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train and evaluate as ``cfg`` says; write the run folder; return the metrics.
 
     ``evaluate_test=False`` (hyper-parameter search) never reads the test split.
+    ``on_validate(epoch, metrics)`` is called after every validation (see ``Trainer``).
 
     With ``resume`` and a ``checkpoint.pt`` from the same config in ``out_dir``, training
     continues after its last completed epoch.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this; it joins the process
+    group (and leaves it at the end if it created it), trains data-parallel and evaluates
+    sharded (see :mod:`kgrec.training.trainer`); only rank 0 writes the run folder.
     """
     get_model_class(cfg.model)  # fail on an unknown model before any work
+    device, created = distr.init_from_env(_device(cfg.train.device))
+    try:
+        return _run(cfg, out_dir, device, data_dir, resume, progress, stop_after, evaluate_test,
+                    on_validate)
+    finally:
+        if created:
+            distr.shutdown()
+
+
+def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: str | Path | None,
+         resume: bool, progress: bool | None, stop_after: int | None,
+         evaluate_test: bool, on_validate: Callable | None = None) -> dict[str, Any]:
+    main = distr.is_main()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.train.threads)
     cfg_dict = cfg.model_dump(mode="json")
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and resume:
+    has_ckpt = distr.broadcast_object(main and ckpt_path.exists())
+    if has_ckpt and resume and main:
         prev = load_checkpoint(ckpt_path).get("config")
         if prev != cfg_dict and _normalised(prev) != cfg_dict:
             raise ConfigError(f"{ckpt_path}: written by a different config; use another --out "
                               "or --no-resume")
-    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False).encode())
+    if main:
+        atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False).encode())
 
     dataset, split = prepare_data(cfg, data_dir)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    device = _device(cfg.train.device)
     model = build_model(cfg, dataset, split).to(device)
     tasks = model.tasks
     samplers, optimizers = {}, {}
@@ -183,9 +206,10 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         eval_every=cfg.train.eval_every,
         checkpoint=ckpt_path, progress=progress, extra_state={"config": cfg_dict},
     )
-    if resume and ckpt_path.exists():
+    if resume and has_ckpt:
         trainer.resume(ckpt_path)
     trainer.stop_after = stop_after
+    trainer.on_validate = on_validate
     state = trainer.fit()
 
     # the validation-best model is loaded; the test split is used once, here
@@ -210,8 +234,12 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         "history": state.history,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
-    save_checkpoint(out / "model.pt", {"model": model.state_dict(), "config": cfg_dict})
-    write_json(out / "metrics.json", metrics)
+    if hasattr(model, "kge_rmse"):
+        metrics["kge_rmse"] = distr.broadcast_object(metrics["kge_rmse"])
+    if main:
+        save_checkpoint(out / "model.pt", {"model": model.state_dict(), "config": cfg_dict})
+        write_json(out / "metrics.json", metrics)
+    distr.barrier()  # the run folder is complete when any rank returns
     return metrics
 
 

@@ -4,6 +4,16 @@ checkpoints and exact resume.
 Randomness is derived from ``(seed, epoch)`` at the start of every epoch (batch order,
 negatives, dropout), so a run resumed from the checkpoint of epoch ``k`` replays epochs
 ``k+1, ...`` exactly as an uninterrupted run would.
+
+Distributed (``torchrun``, :mod:`kgrec.training.distributed`): ``batch_size`` is the
+*global* batch. Every rank draws the same global batch from the shared per-epoch seed and
+trains on a contiguous slice of it (``Sampler.shard``, per-rank batch about
+``batch_size / world``); the loss goes through a ``DistributedDataParallel`` wrapper
+(``find_unused_parameters``: each task leaves some parameters unused), which averages the
+gradients, and the rank's loss is scaled as ``Model.batch_reduction`` says, so a step of
+``N`` processes equals a step of one process on the whole batch (up to float rounding).
+Validation metrics and the early-stopping decision come from rank 0; only rank 0 writes
+checkpoints.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from tqdm.auto import tqdm
 from kgrec.data.samplers import Sampler
 from kgrec.evaluation.ctr import model_device
 from kgrec.models.base import Model
+from kgrec.training import distributed as distr
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
 from kgrec.training.schedule import task_cycle
 from kgrec.training.stopping import EarlyStopper
@@ -89,6 +100,13 @@ class Trainer:
         self.device = model_device(model)  # batches are moved there before each step
         #: test hook: stop (as if killed) after this many epochs
         self.stop_after: int | None = None
+        #: hook called with the task after every optimiser step (tests)
+        self.on_step: Callable[[str], None] | None = None
+        #: called with ``(epoch, metrics)`` after every validation (pruning of a search);
+        #: an exception it raises ends training after that epoch's checkpoint
+        self.on_validate: Callable[[int, dict[str, float]], None] | None = None
+        self.rank, self.world = distr.rank(), distr.world_size()
+        self._ddp: torch.nn.Module | None = None
 
     # ---- checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -104,7 +122,8 @@ class Trainer:
         }
 
     def resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
+        # distributed: rank 0 reads the file, every rank gets its content
+        ckpt = distr.broadcast_object(load_checkpoint(path) if distr.is_main() else None)
         self.model.load_state_dict(ckpt["model"])
         for k, o in self.optimizers.items():
             o.load_state_dict(ckpt["optimizers"][k])
@@ -133,38 +152,77 @@ class Trainer:
             batch = next(iters[task], None)
             if batch is None:  # the main task's pass is over
                 break
+            scale = None
+            if self.world > 1:
+                batch, scale = self._shard(task, batch)
             if self.device.type != "cpu":
                 batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
                          for k, v in batch.items()}
             opt = self.optimizers[task]
             opt.zero_grad(set_to_none=True)
-            loss = self.model(batch, task=task)
+            if scale is None:
+                loss = self.model(batch, task=task)
+            else:
+                loss = self._ddp(batch, task=task)
+                if self.model.batch_reduction != "sum":
+                    loss = scale * loss
             loss.backward()
             opt.step()
-            sums[task] += loss.item()
+            # distributed: loss / world summed over ranks is the loss of the global batch
+            sums[task] += loss.item() / self.world
             counts[task] += 1
-        return {f"loss_{t}": sums[t] / counts[t] for t in sums if counts[t]}
+            if self.on_step is not None:
+                self.on_step(task)
+        names = list(sums)
+        totals = distr.all_reduce_sum([sums[t] for t in names])
+        return {f"loss_{t}": v / counts[t] for t, v in zip(names, totals, strict=True) if counts[t]}
+
+    def _shard(self, task: str, batch: dict) -> tuple[dict, float]:
+        """This rank's slice of the global batch and the scale of its loss (see
+        ``Model.batch_reduction``). A rank whose slice is empty trains on the whole batch
+        at scale 0, so that every rank joins the step's gradient all-reduce."""
+        part, share = self.samplers[task].shard(batch, self.rank, self.world)
+        if share == 0:
+            part, scale = batch, 0.0
+        else:
+            scale = float(self.world) if self.model.batch_reduction == "sum" else self.world * share
+        if self.model.batch_reduction == "sum":
+            part = {**part, "loss_scale": scale}
+        return part, scale
+
+    def _wrap(self) -> None:
+        if self.world > 1 and self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.model, device_ids=ids, forward_sync_buffers=False,
+                                                find_unused_parameters=True)
 
     def fit(self) -> TrainState:
-        bar = tqdm(total=self.epochs, initial=self.state.epoch, disable=not self.progress,
+        self._wrap()
+        bar = tqdm(total=self.epochs, initial=self.state.epoch,
+                   disable=not self.progress or not distr.is_main(),
                    desc="train", unit="epoch", leave=False)
         try:
-            while self.state.epoch < self.epochs and not self.stopper.should_stop:
+            while self.state.epoch < self.epochs and not distr.broadcast_object(self.stopper.should_stop):
                 epoch = self.state.epoch
                 t0 = time.perf_counter()
                 losses = self.train_epoch(epoch)
                 self.state.train_seconds += time.perf_counter() - t0
                 due = (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
                 metrics = self.validate() if due else {}
+                metrics = distr.broadcast_object(metrics)  # rank 0's metrics decide
                 value = metrics.get(self.monitor, math.nan)
                 if due and self.stopper.update(value, epoch):
                     self.state.best_state = copy.deepcopy(self.model.state_dict())
                 self.state.epoch = epoch + 1
                 self.state.history.append({"epoch": epoch, **losses,
                                            **{f"valid_{k}": v for k, v in metrics.items()}})
-                if self.checkpoint is not None:
+                if self.checkpoint is not None and distr.is_main():
                     save_checkpoint(self.checkpoint, self.state_dict())
                 bar.update(1)
+                if due and self.on_validate is not None:
+                    self.on_validate(epoch, metrics)
                 bar.set_postfix({self.monitor: f"{value:.4f}", **{k: f"{v:.4f}" for k, v in losses.items()}})
                 if self.stop_after is not None and self.state.epoch >= self.stop_after:
                     raise KeyboardInterrupt("stopped by test hook")
