@@ -135,12 +135,16 @@ def test_pruning_reports_every_validation(tmp_path, monkeypatch):
     assert all(len(t.intermediate_values) < 4 for t in pruned)
 
 
-def _finished(storage: str, name: str) -> list:
+def _trials(storage: str, name: str, path) -> tuple[list, list]:
+    """(complete or pruned trials, running trials whose worker is recorded) of the study."""
+    if not path.exists():
+        return [], []
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return []
-    return study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    except Exception:  # not created yet, or the database is busy
+        return [], []
+    return ([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)],
+            [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs])
 
 
 def test_mkr_lastfm_study_killed_after_two_trials_resumes(real_data, tmp_path, monkeypatch):
@@ -159,13 +163,16 @@ def test_mkr_lastfm_study_killed_after_two_trials_resumes(real_data, tmp_path, m
     cmd = [sys.executable, "-m", "kgrec", *map(str, args)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while len(_finished(storage, "mkr")) < 2:
+    while True:  # two trials done and the third under way
+        done, running = _trials(storage, "mkr", tmp_path / "study.db")
+        if len(done) >= 2 and running:
+            break
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.time() < deadline
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    first = {t.number: t.value for t in _finished(storage, "mkr")}
+    first = {t.number: t.value for t in _trials(storage, "mkr", tmp_path / "study.db")[0]}
     assert len(first) >= 2 and not (tmp_path / "out" / "best.yaml").exists()
 
     other = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -177,7 +184,9 @@ def test_mkr_lastfm_study_killed_after_two_trials_resumes(real_data, tmp_path, m
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
     assert n <= len(done) <= n + 1  # the second worker may finish one trial more
     assert all(done[k] == v for k, v in first.items())  # kept as they were
-    assert not study.get_trials(states=(TrialState.RUNNING,))  # the killed one was failed
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # the killed one was failed ...
+    retried = [t for t in study.trials if "retry_of" in t.user_attrs]
+    assert len(retried) == 1 and retried[0].state != TrialState.FAIL  # ... and run again
     best = load_config(tmp_path / "out" / "best.yaml")
     assert best.train.lr["rec"] == pytest.approx(study.best_params["train.lr.rec"])
     assert "study mkr" in best.notes["tuned"] and best.train.epochs == 1

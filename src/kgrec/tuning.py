@@ -19,7 +19,8 @@
   until ``N`` trials are complete or pruned, counting those already in the storage:
   rerunning a killed command continues it. A trial left ``RUNNING`` by a killed worker
   of this machine (its pid is gone) is marked failed and its parameters are queued
-  again; other machines' are failed by Optuna's heartbeat after ``grace_period``.
+  again; other machines' (and one killed before it recorded its pid) are failed and
+  retried through Optuna's heartbeat once it is ``4 * HEARTBEAT_S`` seconds old.
 * Outputs (``--out``, default ``runs/tune-NAME``): ``best.yaml`` (the best trial's
   configuration as a preset, with its provenance in ``notes``), ``trials.csv`` and
   ``trials.md``, ``history.png`` (optimisation history) and ``importance.png``
@@ -157,7 +158,6 @@ def _pid_alive(pid: int) -> bool:
 def reclaim_orphans(study) -> list[int]:
     """Fail the ``RUNNING`` trials of dead workers of this machine and queue their
     parameters again (once per trial); returns their numbers."""
-    import optuna
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -169,8 +169,8 @@ def reclaim_orphans(study) -> list[int]:
             continue
         try:
             study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-            continue  # another worker got there first
+        except Exception:  # UpdateFinishedTrialError, a busy database: another worker got there
+            continue
         if t.params and "retry_of" not in t.user_attrs:
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         done.append(t.number)
