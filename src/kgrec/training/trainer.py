@@ -42,6 +42,18 @@ def _epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 7919 + salt * 104_729) % (2**63)
 
 
+class _TaskLosses(torch.nn.Module):
+    """``{task: model(batch, task=task)}`` of a ``{task: batch}`` dict: the module DDP wraps,
+    so that every loss of a step goes through one DDP forward."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batches: dict[str, dict]) -> dict[str, torch.Tensor]:
+        return {t: self.model(b, task=t) for t, b in batches.items()}
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -152,20 +164,9 @@ class Trainer:
             batch = next(iters[task], None)
             if batch is None:  # the main task's pass is over
                 break
-            scale = None
-            if self.world > 1:
-                batch, scale = self._shard(task, batch)
-            if self.device.type != "cpu":
-                batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
-                         for k, v in batch.items()}
             opt = self.optimizers[task]
             opt.zero_grad(set_to_none=True)
-            if scale is None:
-                loss = self.model(batch, task=task)
-            else:
-                loss = self._ddp(batch, task=task)
-                if self.model.batch_reduction != "sum":
-                    loss = scale * loss
+            loss = self._losses({task: batch})[task]
             loss.backward()
             opt.step()
             # distributed: loss / world summed over ranks is the loss of the global batch
@@ -176,6 +177,29 @@ class Trainer:
         names = list(sums)
         totals = distr.all_reduce_sum([sums[t] for t in names])
         return {f"loss_{t}": v / counts[t] for t, v in zip(names, totals, strict=True) if counts[t]}
+
+    def _to_device(self, batch: dict) -> dict:
+        if self.device.type == "cpu":
+            return batch
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in batch.items()}
+
+    def _losses(self, batches: dict[str, dict]) -> dict[str, torch.Tensor]:
+        """The loss of each task's batch for one optimiser step: ``model(batch, task=...)``
+        in one process; distributed, of this rank's slice of every batch, scaled as
+        ``Model.batch_reduction`` says, in one forward of the DDP wrapper (so a step may
+        backpropagate several tasks' losses)."""
+        if self.world == 1:
+            return {t: self.model(self._to_device(b), task=t) for t, b in batches.items()}
+        self._wrap()
+        parts, scales = {}, {}
+        for t, b in batches.items():
+            part, scales[t] = self._shard(t, b)
+            parts[t] = self._to_device(part)
+        losses = self._ddp(parts)
+        if self.model.batch_reduction == "sum":  # the model applied loss_scale itself
+            return losses
+        return {t: scales[t] * loss for t, loss in losses.items()}
 
     def _shard(self, task: str, batch: dict) -> tuple[dict, float]:
         """This rank's slice of the global batch and the scale of its loss (see
@@ -195,8 +219,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self._ddp = DistributedDataParallel(self.model, device_ids=ids, forward_sync_buffers=False,
-                                                find_unused_parameters=True)
+            self._ddp = DistributedDataParallel(_TaskLosses(self.model), device_ids=ids,
+                                                forward_sync_buffers=False, find_unused_parameters=True)
 
     def fit(self) -> TrainState:
         self._wrap()
