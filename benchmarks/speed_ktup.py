@@ -42,14 +42,14 @@ def _times(fn, repeats: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", type=resolve_config, default="ktup-book", help="preset or YAML file")
+    ap.add_argument("--config", default="ktup-book", help="preset name or YAML file")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--results", type=Path, default=Path("docs/results.md"))
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [f"train.threads={args.threads}"])
+    cfg = load_config(resolve_config(args.config), [f"train.threads={args.threads}"])
     dataset, split = prepare_data(cfg)
     torch.manual_seed(0)
     model = build_model(cfg, dataset, split)
