@@ -37,9 +37,7 @@ def cli(monkeypatch, *args) -> int:
 @pytest.mark.parametrize("name", PRESETS)
 def test_shipped_spaces_fit_their_presets(name):
     space = load_space(SPACES / f"{name}.yaml")
-    preset = REPO / "configs" / f"{name}.yaml"
-    if not preset.is_file():  # presets moved into the package
-        preset = SPACES.parent / f"{name}.yaml"
+    preset = SPACES.parent / f"{name}.yaml"
     for key, spec in space.items():
         value = spec["choices"][-1] if spec["type"] == "categorical" else spec["high"]
         cfg = load_config(preset, [f"{key}={value}"]).model_dump()
@@ -154,11 +152,9 @@ def test_mkr_lastfm_study_killed_after_two_trials_resumes(real_data, tmp_path, m
     space = tmp_path / "space.yaml"
     space.write_text("train.lr.rec: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
     storage, n = f"sqlite:///{tmp_path}/study.db", 3
-    args = ["tune", REPO / "configs" / "mkr-lastfm.yaml", "--space", space, "--trials", n,
+    args = ["tune", "mkr-lastfm", "--space", space, "--trials", n,
             "--storage", storage, "--study", "mkr", "--out", tmp_path / "out",
             "--data-dir", real_data, "--set", "train.epochs=1", "--set", "train.threads=1"]
-    if not args[1].is_file():
-        args[1] = SPACES.parent / "mkr-lastfm.yaml"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     cmd = [sys.executable, "-m", "kgrec", *map(str, args)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

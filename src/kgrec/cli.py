@@ -62,9 +62,18 @@ def datasets_download(
     typer.echo(f"{name}: {folder}")
 
 
+@app.command("presets")
+def presets_list() -> None:
+    """The presets shipped with kgrec (run one with `kgrec train NAME`)."""
+    from kgrec.presets import describe, list_presets
+
+    for name in list_presets():
+        typer.echo(f"{name:20s} {describe(name)}")
+
+
 @app.command()
 def train(
-    config: Path,
+    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
     data_dir: DataDir = None,
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
@@ -74,12 +83,13 @@ def train(
 ) -> None:
     """Train CONFIG, select on validation, test once; write OUT/metrics.json."""
     from kgrec.config import load_config
+    from kgrec.presets import resolve_config
     from kgrec.training.experiment import run
 
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
-    cfg = load_config(config, overrides)
+    cfg = load_config(resolve_config(config), overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
@@ -158,7 +168,7 @@ def reproduce(
 
 @app.command()
 def tune(
-    config: Path,
+    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
     space: Annotated[Path | None, typer.Option(help="search space YAML (default: the shipped "
                                                "space named like CONFIG)")] = None,
     trials: Annotated[int, typer.Option(help="complete or pruned trials the study reaches")] = 20,
@@ -174,7 +184,7 @@ def tune(
     writes the best preset, a trials table and plots."""
     from kgrec.tuning import tune as do_tune
 
-    name = study or config.stem
+    name = study or Path(config).name.removesuffix(".yaml")
     summary = do_tune(config, space, trials, storage, name, out, seed, list(set_ or []), data_dir,
                       pruning=prune, log=lambda m: typer.echo(m, err=True))
     if "preset" in summary:

@@ -1,6 +1,7 @@
 """Hyper-parameter search with Optuna over :func:`kgrec.training.experiment.run`.
 
 ``kgrec tune CONFIG --space SPACE.yaml --trials N --storage sqlite:///study.db --study NAME``
+(CONFIG: a preset name or a YAML file)
 
 * Search space: a YAML mapping of dotted config keys to distributions,
   ``train.lr.rec: {type: float, low: 1e-4, high: 1e-2, log: true}``; ``type`` is
@@ -47,8 +48,9 @@ import kgrec
 from kgrec.config import apply_overrides, load_config
 from kgrec.data.registry import atomic_write_bytes
 from kgrec.errors import ConfigError, KGRecError
+from kgrec.presets import resolve_config
 
-SPACES = Path(kgrec.__file__).parent / "presets" / "spaces"
+SPACES = Path(kgrec.__file__).resolve().parent / "presets" / "spaces"
 TYPES = ("float", "int", "categorical")
 HEARTBEAT_S = 30
 
@@ -190,7 +192,7 @@ def tune(config: str | Path, space_path: str | Path | None, trials: int, storage
 
     if trials < 1:
         raise ConfigError(f"--trials must be positive, got {trials}")
-    config = Path(config)
+    config = resolve_config(config)
     overrides = list(overrides or [])
     base = load_config(config, overrides)  # validates the config before any trial
     space_path = Path(space_path) if space_path else default_space(config)
