@@ -96,7 +96,11 @@ class Sampler:
         and keeps a contiguous slice of its rows, so the ranks' parts at a step are exactly
         the batch one process would train on at that step.
         """
-        n = len(next(iter(batch.values())))
+        sizes = {len(v) for v in batch.values() if torch.is_tensor(v)}
+        if len(sizes) > 1:
+            raise ConfigError(f"{type(self).__name__} yields fields of different lengths; "
+                              "distributed training needs its own shard() method")
+        n = sizes.pop() if sizes else 0
         q, m = divmod(n, world)
         start = rank * q + min(rank, m)
         stop = start + q + (rank < m)
