@@ -266,3 +266,7 @@ def test_explain_and_heatmap(tmp_path):
     assert [p.name for p in (tmp_path / "fig").iterdir()] == ["h.png"]
     with pytest.raises(ValueError):
         plot_preference_heatmap([1.0], [0.5, 0.5], ["a", "b"], tmp_path / "x.png")
+
+
+def test_only_variants_with_attributes_explain():
+    assert make_model().can_explain and not make_model(variant="item").can_explain

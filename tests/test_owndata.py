@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kgrec.cli import main
@@ -359,7 +359,11 @@ def test_train_recommend_explain_with_names(music, tmp_path, model):
         return
     lines = [ln for r in recs for ln in r["explanation"]["lines"]]
     assert all(any(r["item"] in ln for ln in r["explanation"]["lines"]) for r in recs), lines
-    if model == "jnskr":  # attention over the item's own facts, by name
+    if model == "jnskr":  # attention over the item's own facts, by name; no heatmap to draw
+        with pytest.raises(SystemExit) as e:
+            main_args("explain", str(tmp_path / model), "--user", "user_03", "--item", recs[0]["item"],
+                      "--plot", str(tmp_path / "h.png"))
+        assert e.value.code == 2 and not (tmp_path / "h.png").exists()
         assert any(f"{r['item']} --genre--> " in ln for r in recs for ln in r["explanation"]["lines"])
         assert any(g in ln for ln in lines for g in GENRES + ["UK", "Iceland", "US"]), lines
     else:  # the induced preference is a relation, named
@@ -415,31 +419,46 @@ def test_short_names_of_uris():
 
 
 # ---- property tests: random input is read or refused with a KGRecError ----------------------
-FIELD = st.text(alphabet=st.sampled_from(list("ab1,;\t\" \n\r.-") + ["\ufeff", "é", "\x00"]),
-                max_size=12)
+GOOD = ["a", "b", "c", "Björk", "x y", "1", "0"]
+BAD = ["", " ", "\"q", "a\"b", "\ufeff", "user", "label", "nan", "2.5"]
+TOKEN = st.sampled_from(GOOD * 6 + BAD)
+
+
+@st.composite
+def delimited(draw, width: int) -> bytes:
+    """A file of rows of ``width`` tokens (sometimes one more or less), mostly well formed."""
+    sep = draw(st.sampled_from([",", "\t", ";"]))
+    n = draw(st.sampled_from([width] * 6 + [width - 1, width + 1]))
+    rows = draw(st.lists(st.lists(TOKEN, min_size=n, max_size=n), min_size=1, max_size=5))
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    return end.join(sep.join(r) for r in rows).encode() + end.encode()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(inter=FIELD, triples=FIELD, links=st.one_of(st.none(), FIELD),
-       raw=st.binary(max_size=40), which=st.integers(0, 3))
+@given(inter=st.one_of(delimited(2), delimited(3)), triples=delimited(3),
+       links=st.one_of(st.none(), delimited(2)), raw=st.binary(min_size=1, max_size=40),
+       which=st.integers(0, 12))
 def test_csv_reader_random_input(tmp_path_factory, inter, triples, links, raw, which):
     d = tmp_path_factory.mktemp("h")
-    files = {"interactions.csv": inter.encode(), "triples.csv": triples.encode()}
+    files = {"interactions.csv": inter, "triples.csv": triples}
     if links is not None:
-        files["links.csv"] = links.encode()
-    if which < 3:
-        files[list(files)[min(which, len(files) - 1)]] = raw
+        files["links.csv"] = links
+    if which < len(files):  # one file replaced by random bytes
+        files[list(files)[which]] = raw
     for name, data in files.items():
         (d / name).write_bytes(data)
     try:
         ds = load_custom(d)
-    except KGRecError:
+    except KGRecError as e:
+        event(f"refused: {getattr(e, 'reason', str(e))[:25]}")
         return
+    event("read")
     assert ds.n_users >= 1 and (ds.interactions[:, 2] == 1).any()
+    assert all(x for x in ds.user_ids + ds.item_ids + ds.entity_ids)  # no empty id
 
 
-ROW = st.lists(st.sampled_from(["1", "x", "", "0.5", "1e9", "nan", "a b", "\"q", "é"]),
-               min_size=0, max_size=4).map("\t".join)
+CELL = st.sampled_from(["1", "x", "", "0.5", "1e9", "nan", "a b", "\"q", "é"] + ["1", "0", "u", "i"] * 4)
+ROW = st.lists(CELL, min_size=0, max_size=4).map("\t".join)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -456,5 +475,7 @@ def test_atomic_reader_random_input(tmp_path_factory, header, rows, kg, raw, use
     try:
         ds = load_atomic(d, rating_threshold=threshold)
     except KGRecError:
+        event("refused")
         return
+    event("read")
     assert ds.n_items >= 1
