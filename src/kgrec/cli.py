@@ -101,9 +101,18 @@ def datasets_export(
         typer.echo(str(p))
 
 
+@app.command("presets")
+def presets_list() -> None:
+    """The presets shipped with kgrec (run one with `kgrec train NAME`)."""
+    from kgrec.presets import describe, list_presets
+
+    for name in list_presets():
+        typer.echo(f"{name:20s} {describe(name)}")
+
+
 @app.command()
 def train(
-    config: Path,
+    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
     data_dir: DataDir = None,
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
@@ -113,12 +122,13 @@ def train(
 ) -> None:
     """Train CONFIG, select on validation, test once; write OUT/metrics.json."""
     from kgrec.config import load_config
+    from kgrec.presets import resolve_config
     from kgrec.training.experiment import run
 
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
-    cfg = load_config(config, overrides)
+    cfg = load_config(resolve_config(config), overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
     test = metrics["test"]

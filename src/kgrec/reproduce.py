@@ -10,6 +10,7 @@ from pathlib import Path
 from kgrec.config import load_config
 from kgrec.data.registry import atomic_write_bytes
 from kgrec.errors import ConfigError
+from kgrec.presets import PRESET_DIR
 from kgrec.training.experiment import run
 
 #: Figures reported in the papers (test split), by model and dataset.
@@ -47,11 +48,12 @@ def update_section(path: Path, key: str, body: str) -> None:
 
 
 def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: Path,
-              data_dir: str | Path | None = None, configs: Path = Path("configs"),
+              data_dir: str | Path | None = None, configs: Path = PRESET_DIR,
               overrides: list[str] | None = None, key: str | None = None) -> str:
-    """Train ``configs/MODEL-DATASET.yaml`` with seeds ``0..seeds-1`` per dataset and write a
-    markdown table of paper vs measured test AUC / ACC (mean ± std) into ``results``
-    (block ``key``, default ``reproduce:MODEL``). ``overrides`` are ``--set`` strings."""
+    """Train the preset ``MODEL-DATASET`` (a file of ``configs``, default the shipped presets)
+    with seeds ``0..seeds-1`` per dataset and write a markdown table of paper vs measured test
+    AUC / ACC (mean ± std) into ``results`` (block ``key``, default ``reproduce:MODEL``).
+    ``overrides`` are ``--set`` strings."""
     overrides = list(overrides or [])
     rows = []
     for ds in datasets:
