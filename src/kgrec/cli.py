@@ -153,9 +153,28 @@ def reproduce(
     typer.echo(table)
 
 
-def main() -> None:
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Exception types of command-line usage errors: typer's own (typer >= 0.2x vendors
+    click; its ``ClickException`` derives from ``typer.TyperException``) and click's where
+    an older typer still uses click."""
+    types: list[type[BaseException]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
     try:
-        app(standalone_mode=False)
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``kgrec`` entry point: exit 2 with the usage and the reason on a usage error,
+    ``error: WHERE: what`` on bad input (:class:`KGRecError`), 130 on Ctrl-C; never a
+    traceback for either."""
+    try:
+        code = app(args=argv, prog_name="kgrec", standalone_mode=False)
     except KGRecError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
@@ -164,13 +183,17 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+    except _usage_errors() as e:
+        if hasattr(e, "show"):
             e.show()
-            sys.exit(e.exit_code)
-        raise
+        else:
+            typer.echo(f"Error: {e}", err=True)
+        sys.exit(getattr(e, "exit_code", 2))
+    # typer returns the exit code of ``typer.Exit`` and of Ctrl-C (130) in this mode
+    code = code if isinstance(code, int) else 0
+    if code == 130:
+        typer.echo("interrupted", err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
