@@ -140,17 +140,20 @@ def reproduce(
     seeds: Annotated[int, typer.Option(help="seeds per dataset")] = 3,
     datasets: Annotated[str, typer.Option(help="comma-separated datasets")] = "lastfm,book",
     out: Annotated[Path, typer.Option(help="where runs go")] = Path("runs/reproduce"),
-    results: Annotated[Path, typer.Option(help="markdown file to update")] = Path("docs/results.md"),
+    write_results: Annotated[Path | None, typer.Option(
+        help="also write the table into this markdown file (e.g. docs/results.md)")] = None,
     data_dir: DataDir = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
 ) -> None:
-    """Run a model's presets over seeds and write paper-vs-measured tables."""
+    """Run a model's presets over seeds and print the paper-vs-measured table."""
     from kgrec.reproduce import reproduce as do_reproduce
 
-    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, results, data_dir,
+    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, write_results, data_dir,
                          overrides=set_, key=key)
     typer.echo(table)
+    if write_results is not None:
+        typer.echo(f"table -> {write_results}", err=True)
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
