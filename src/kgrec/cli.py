@@ -69,10 +69,15 @@ def train(
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt if present")] = True,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or log lines on stderr "
+                                        "(OUT/train.log is still written)")] = False,
 ) -> None:
-    """Train CONFIG, select on validation, test once; write OUT/metrics.json."""
+    """Train CONFIG, select on validation, test once; write OUT/metrics.json.
+
+    Off a terminal, one line per epoch goes to stderr; OUT/train.log and OUT/history.csv
+    always get them."""
     from kgrec.config import load_config
+    from kgrec.logs import log_to_stderr, summary_line
     from kgrec.training.experiment import run
 
     overrides = list(set_ or [])
@@ -80,13 +85,10 @@ def train(
         overrides.append(f"seed={seed}")
     cfg = load_config(config, overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
+    if quiet:
+        log_to_stderr(False)
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
-    test = metrics["test"]
-    parts = [f"{k}={v:.4f}" for k, v in test.items()]
-    parts += [f"{k}={v:.4f}" for k, v in metrics.get("topk", {}).items() if k.endswith("@10")]
-    typer.echo(f"{cfg.model} on {cfg.data.dataset} (seed {cfg.seed}): test " + " ".join(parts)
-               + f" | epochs {metrics['epochs']} (best {metrics['best_epoch']}), "
-               f"{metrics['train_seconds']:.1f}s training -> {out / 'metrics.json'}")
+    typer.echo(summary_line(metrics, out))
 
 
 @app.command()
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     """The ``kgrec`` entry point: exit 2 with the usage and the reason on a usage error,
     ``error: WHERE: what`` on bad input (:class:`KGRecError`), 130 on Ctrl-C; never a
     traceback for either."""
+    from kgrec.logs import log_to_stderr, stderr_is_terminal
+
+    log_to_stderr(not stderr_is_terminal())  # a terminal gets progress bars instead
     try:
         code = app(args=argv, prog_name="kgrec", standalone_mode=False)
     except KGRecError as e:

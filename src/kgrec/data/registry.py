@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -25,6 +26,7 @@ import numpy as np
 from kgrec.data.dataset import KGDataset
 from kgrec.data.readers import mkr
 from kgrec.errors import ConfigError, DataError
+from kgrec.logs import logger
 
 CACHE_VERSION = 1
 MKR_COMMIT = "d6bb77c426960bc04f5d88c39f09d87a844776b4"
@@ -269,10 +271,15 @@ def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool
             return load_npz(cached)
         except (OSError, ValueError, KeyError):
             cached.unlink(missing_ok=True)  # unreadable cache: rebuild it
+    logger.info(f"{name}: preprocessing the raw files of {folder} (MKR's script)")
+    t0 = time.perf_counter()
     ds = mkr.load_raw(folder, name, spec.raw_ratings, spec.raw_format, spec.threshold)
+    logger.info(f"{name}: preprocessed in {time.perf_counter() - t0:.1f}s: {ds.n_users:,} users, "
+                f"{len(ds.interactions):,} interactions, {len(ds.triples):,} triples")
     if use_cache:
         with contextlib.suppress(OSError):  # a read-only cache only costs speed
             save_npz(ds, cached)
+            logger.info(f"{name}: cached as {cached}")
     return ds
 
 
