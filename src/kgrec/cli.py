@@ -21,12 +21,34 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder (d
 
 
 @datasets_app.command("list")
-def datasets_list() -> None:
-    """Named datasets and their sources."""
-    from kgrec.data.registry import DATASETS
+def datasets_list(data_dir: DataDir = None) -> None:
+    """Named datasets: description, source, and whether the data folder holds them."""
+    from kgrec.data.registry import (
+        DATASETS,
+        _detect_layout,
+        dataset_source,
+        dataset_status,
+        resolve_data_dir,
+    )
 
     for name, spec in DATASETS.items():
-        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]")
+        state, folder, missing = dataset_status(name, data_dir)
+        where = {"present": f"present ({folder})",
+                 "partial": f"partly present ({folder}; missing {', '.join(missing)}): "
+                            f"kgrec datasets download {name}",
+                 "absent": f"not present: kgrec datasets download {name}"}[state]
+        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]\n"
+                   f"{'':10s} source: {dataset_source(spec)}\n{'':10s} {where}")
+    root = resolve_data_dir(data_dir)
+    known = {spec.folder for spec in DATASETS.values()}
+    others = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in known) \
+        if root.is_dir() else []
+    for folder in others:
+        try:
+            layout = _detect_layout(folder, None)
+        except KGRecError:
+            continue
+        typer.echo(f"{folder.name:10s} a folder of the data folder ({folder}), {layout} layout")
 
 
 @datasets_app.command("info")
@@ -59,6 +81,16 @@ def datasets_download(
 
     folder = download(name, data_dir, base_url=base_url, force=force)
     typer.echo(f"{name}: {folder}")
+
+
+@app.command()
+def models() -> None:
+    """Registered models: the paper each implements and its training tasks."""
+    from kgrec.models import MODELS
+
+    width = max((len(cls.paper) for cls in MODELS.values()), default=1)
+    for name, cls in sorted(MODELS.items()):
+        typer.echo(f"{name:8s} {cls.paper or '-':{width}s}  tasks: {', '.join(cls.tasks)}")
 
 
 @app.command()

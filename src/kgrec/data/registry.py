@@ -150,6 +150,29 @@ def get_spec(name: str) -> DatasetSpec:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
 
 
+def dataset_source(spec: DatasetSpec) -> str:
+    """Where ``kgrec datasets download`` fetches a dataset from: GitHub repositories at
+    pinned commits and other hosts, comma-separated."""
+    sources: dict[str, None] = {}
+    for rf in spec.files:
+        if rf.base == GITHUB_RAW:
+            owner, repo, commit = rf.remote.split("/")[:3]
+            sources[f"github.com/{owner}/{repo}@{commit[:7]}"] = None
+        else:
+            sources[f"{rf.base.split('://', 1)[-1]}/{rf.remote}"] = None
+    return ", ".join(sources) or "-"
+
+
+def dataset_status(name: str, data_dir: str | Path | None = None) -> tuple[str, Path, list[str]]:
+    """``(state, folder, missing files)`` of a named dataset in the data folder; ``state``
+    is ``present`` (every downloadable file is there), ``partial`` or ``absent``."""
+    spec = get_spec(name)
+    folder = resolve_data_dir(data_dir) / spec.folder
+    missing = [rf.local for rf in spec.files if not (folder / rf.local).is_file()]
+    state = "absent" if len(missing) == len(spec.files) else "partial" if missing else "present"
+    return state, folder, missing
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
