@@ -206,33 +206,40 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The ``kgrec`` entry point: exit 2 with the usage and the reason on a usage error,
-    ``error: WHERE: what`` on bad input (:class:`KGRecError`), 130 on Ctrl-C; never a
-    traceback for either."""
-    from kgrec.logs import log_to_stderr, stderr_is_terminal
-
-    log_to_stderr(not stderr_is_terminal())  # a terminal gets progress bars instead
+def _exit_code(argv: list[str] | None) -> int:
     try:
         code = app(args=argv, prog_name="kgrec", standalone_mode=False)
     except KGRecError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        return 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        code = 130
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        return e.exit_code
     except _usage_errors() as e:
         if hasattr(e, "show"):
             e.show()
         else:
             typer.echo(f"Error: {e}", err=True)
-        sys.exit(getattr(e, "exit_code", 2))
+        return getattr(e, "exit_code", 2)
     # typer returns the exit code of ``typer.Exit`` and of Ctrl-C (130) in this mode
     code = code if isinstance(code, int) else 0
     if code == 130:
         typer.echo("interrupted", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``kgrec`` entry point: exit 2 with the usage and the reason on a usage error,
+    ``error: WHERE: what`` on bad input (:class:`KGRecError`), 130 on Ctrl-C; never a
+    traceback for either. Off a terminal, log lines go to stderr as they happen."""
+    from kgrec.logs import log_to_stderr, stderr_is_terminal
+
+    log_to_stderr(not stderr_is_terminal())  # a terminal gets progress bars instead
+    try:
+        code = _exit_code(argv)
+    finally:
+        log_to_stderr(False)
     sys.exit(code)
 
 

@@ -185,6 +185,9 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     board = tensorboard_writer(out / "tensorboard") if cfg.train.tensorboard else None
 
     dataset, split = prepare_data(cfg, data_dir)
+    logger.info(f"data {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} items, "
+                f"{len(dataset.triples):,} triples; split {len(split.train):,} / "
+                f"{len(split.valid):,} / {len(split.test):,} interactions")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     device = _device(cfg.train.device)
