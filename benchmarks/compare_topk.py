@@ -12,7 +12,7 @@ table of test mean ± std is printed and, with ``--write-results PATH`` (e.g. do
 written into PATH under ``--key``:DATASET; with ``--kg-models``, filtered Hits@10 / mean rank
 on the KG test triples too (block ``kg:DATASET``).
 
-A model name is a preset stem (``configs/<model>-<dataset>.yaml``) or one of the variants
+A model name is a preset stem (``<model>-<dataset>``, see ``--configs``) or one of the variants
 in ``VARIANTS``. Finished runs are reused (run folders under ``--out``/DATASET/KEY), so an interrupted
 comparison continues where it stopped. ``--jobs N`` runs the independent runs of each phase in N
 processes (each single-threaded unless ``--set train.threads=...``); ``--set train.device=cuda``
@@ -37,6 +37,7 @@ import yaml
 
 from kgrec.config import load_config
 from kgrec.evaluation import evaluate_topk
+from kgrec.presets import PRESET_DIR
 from kgrec.reproduce import update_section
 from kgrec.training.experiment import prepare_data, run
 from kgrec.utils import machine_description
@@ -254,7 +255,7 @@ def main() -> None:
                     help="key=value for every run (e.g. train.epochs=60)")
     ap.add_argument("--out", type=Path, default=Path("runs/compare"))
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--configs", type=Path, default=Path("configs"))
+    ap.add_argument("--configs", type=Path, default=PRESET_DIR, help="preset folder")
     ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
                     help="also write the tables into this markdown file (e.g. docs/results.md)")
     ap.add_argument("--cuda-machine", default="",

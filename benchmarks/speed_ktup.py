@@ -1,6 +1,6 @@
 """KTUP speed on Book-Crossing: one training epoch and one full KG-completion evaluation.
 
-    python benchmarks/speed_ktup.py [--config configs/ktup-book.yaml] [--repeats 3] [--threads 1]
+    python benchmarks/speed_ktup.py [--config ktup-book] [--repeats 3] [--threads 1]
 
 The epoch goes through kgrec's trainer (alternating rec / kg steps as the preset's schedule);
 the KG evaluation ranks every entity as head and as tail for each held-out KG test triple
@@ -23,6 +23,7 @@ import torch
 from kgrec.config import load_config
 from kgrec.data.samplers import make_sampler
 from kgrec.evaluation import evaluate_kg
+from kgrec.presets import resolve_config
 from kgrec.reproduce import update_section
 from kgrec.training.experiment import build_model, make_optimizer, prepare_data
 from kgrec.training.schedule import default_schedule
@@ -41,14 +42,14 @@ def _times(fn, repeats: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", type=Path, default=Path("configs/ktup-book.yaml"))
+    ap.add_argument("--config", default="ktup-book", help="preset name or YAML file")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
                     help="also write the table into this markdown file (e.g. docs/results.md)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [f"train.threads={args.threads}"])
+    cfg = load_config(resolve_config(args.config), [f"train.threads={args.threads}"])
     dataset, split = prepare_data(cfg)
     torch.manual_seed(0)
     model = build_model(cfg, dataset, split)

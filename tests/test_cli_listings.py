@@ -52,3 +52,6 @@ def test_datasets_list_shows_source_and_presence(tmp_path, capsys):
     assert "missing item_index2entity_id.txt, ratings.dat): kgrec datasets download movie" \
         in blocks["movie"]
     assert f"a folder of the data folder ({data / 'mine'}), processed layout" in blocks["mine"]
+    empty = run_main(["datasets", "list", "--data-dir", str(tmp_path / "empty")], capsys)
+    assert "shipped with kgrec (processed files in" in empty.split("\nbook ")[0]
+    assert "not present: kgrec datasets download book" in empty

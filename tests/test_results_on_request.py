@@ -21,7 +21,7 @@ def _reproduce(tmp_path, monkeypatch, capsys, *extra: str) -> str:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "mkr", "--seeds", "1", "--datasets", "tiny", "--out", "runs",
-                  "--set", "train.epochs=1", *extra])
+                  "--set", "train.epochs=1", "--configs", "configs", *extra])
     assert exc.value.code == 0
     return capsys.readouterr().out
 

@@ -23,6 +23,7 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder (d
 @datasets_app.command("list")
 def datasets_list(data_dir: DataDir = None) -> None:
     """Named datasets: description, source, and whether the data folder holds them."""
+    from kgrec.data import embedded
     from kgrec.data.registry import (
         DATASETS,
         _detect_layout,
@@ -37,6 +38,9 @@ def datasets_list(data_dir: DataDir = None) -> None:
                  "partial": f"partly present ({folder}; missing {', '.join(missing)}): "
                             f"kgrec datasets download {name}",
                  "absent": f"not present: kgrec datasets download {name}"}[state]
+        if state != "present" and embedded.available(name):
+            where = (f"shipped with kgrec (processed files in {embedded.EMBEDDED_DIR / name}); "
+                     f"raw files: kgrec datasets download {name}")
         typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]\n"
                    f"{'':10s} source: {dataset_source(spec)}\n{'':10s} {where}")
     root = resolve_data_dir(data_dir)
@@ -83,6 +87,15 @@ def datasets_download(
     typer.echo(f"{name}: {folder}")
 
 
+@app.command("presets")
+def presets_list() -> None:
+    """The presets shipped with kgrec (run one with `kgrec train NAME`)."""
+    from kgrec.presets import describe, list_presets
+
+    for name in list_presets():
+        typer.echo(f"{name:20s} {describe(name)}")
+
+
 @app.command()
 def models() -> None:
     """Registered models: the paper each implements and its training tasks."""
@@ -95,7 +108,7 @@ def models() -> None:
 
 @app.command()
 def train(
-    config: Path,
+    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
     data_dir: DataDir = None,
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
@@ -110,12 +123,13 @@ def train(
     always get them."""
     from kgrec.config import load_config
     from kgrec.logs import log_to_stderr, summary_line
+    from kgrec.presets import resolve_config
     from kgrec.training.experiment import run
 
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
-    cfg = load_config(config, overrides)
+    cfg = load_config(resolve_config(config), overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
     if quiet:
         log_to_stderr(False)
@@ -179,12 +193,15 @@ def reproduce(
     data_dir: DataDir = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
+    configs: Annotated[Path | None, typer.Option(
+        help="folder of MODEL-DATASET.yaml presets (default: the shipped presets)")] = None,
 ) -> None:
     """Run a model's presets over seeds and print the paper-vs-measured table."""
     from kgrec.reproduce import reproduce as do_reproduce
 
+    extra = {"configs": configs} if configs is not None else {}
     table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, write_results, data_dir,
-                         overrides=set_, key=key)
+                         overrides=set_, key=key, **extra)
     typer.echo(table)
     if write_results is not None:
         typer.echo(f"table -> {write_results}", err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from kgrec.config import load_config
 from kgrec.data.registry import atomic_write_bytes
 from kgrec.errors import ConfigError
+from kgrec.presets import PRESET_DIR
 from kgrec.training.experiment import run
 from kgrec.utils import machine_description
 
@@ -48,11 +49,12 @@ def update_section(path: Path, key: str, body: str) -> None:
 
 
 def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: Path | None = None,
-              data_dir: str | Path | None = None, configs: Path = Path("configs"),
+              data_dir: str | Path | None = None, configs: Path = PRESET_DIR,
               overrides: list[str] | None = None, key: str | None = None) -> str:
-    """Train ``configs/MODEL-DATASET.yaml`` with seeds ``0..seeds-1`` per dataset and return a
-    markdown table of paper vs measured test AUC / ACC (mean ± std); with ``results`` (a
-    path), also write it into that file (block ``key``, default ``reproduce:MODEL``).
+    """Train the preset ``MODEL-DATASET`` (a file of ``configs``, default the shipped presets)
+    with seeds ``0..seeds-1`` per dataset and return a markdown table of paper vs measured
+    test AUC / ACC (mean ± std); with ``results`` (a path), also write it into that file
+    (block ``key``, default ``reproduce:MODEL``).
     ``overrides`` are ``--set`` strings."""
     overrides = list(overrides or [])
     rows, devices = [], []

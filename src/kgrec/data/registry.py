@@ -3,7 +3,8 @@
 A data folder is resolved as: the explicit ``data_dir`` option, then ``$KGREC_DATA``, then
 the user cache (``$KGREC_CACHE`` or ``$XDG_CACHE_HOME/kgrec`` or ``~/.cache/kgrec``), into
 which :func:`download` fetches a named dataset from its public source. Preprocessed raw
-data is cached there as ``.npz``, written atomically.
+data is cached there as ``.npz``, written atomically. A dataset shipped with the package
+(:mod:`kgrec.data.embedded`: ``lastfm``) is used when the data folder does not have it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kgrec.data import embedded
 from kgrec.data.dataset import KGDataset
 from kgrec.data.readers import mkr
 from kgrec.errors import ConfigError, DataError
@@ -232,9 +234,13 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
         spec = get_spec(name_or_path)
         folder = resolve_data_dir(data_dir) / spec.folder
         name = name_or_path
+        if _use_embedded(folder, spec, name, layout):
+            return embedded.load_embedded(name)
         if not folder.is_dir():
+            hint = " (layout auto or processed uses the copy shipped with kgrec)" \
+                if embedded.available(name) else ""
             raise DataError(folder, None, f"dataset folder not found; run `kgrec datasets "
-                            f"download {name}` or set KGREC_DATA / --data-dir")
+                            f"download {name}` or set KGREC_DATA / --data-dir{hint}")
     else:
         spec = None
         folder = Path(name_or_path)
@@ -265,6 +271,17 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
 
         return kgat.load_kgat(folder, name)
     raise ConfigError(f"unknown layout {layout!r}")
+
+
+def _use_embedded(folder: Path, spec: DatasetSpec, name: str, layout: str) -> bool:
+    """Whether the copy shipped in the package stands in for the data folder: only for
+    layouts ``auto``/``processed`` and when the folder lacks the files they would read."""
+    if layout not in ("auto", "processed") or not embedded.available(name):
+        return False
+    has_processed = bool(spec.processed) and (folder / spec.processed / "ratings_final.txt").is_file()
+    if layout == "processed":
+        return not has_processed
+    return not has_processed and not (spec.raw_ratings and (folder / spec.raw_ratings).is_file())
 
 
 def _detect_layout(folder: Path, spec: DatasetSpec | None) -> str:
