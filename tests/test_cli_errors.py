@@ -47,7 +47,8 @@ def test_help_exits_0(capsys):
 def test_kgrec_error_is_one_line_exit_2(capsys, tmp_path):
     assert run_main(["train", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"error: {tmp_path / 'missing.yaml'}: config file not found"
+    assert err.startswith(f"error: {tmp_path / 'missing.yaml'}: config file not found")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_data_error_names_where(monkeypatch, capsys):
