@@ -15,6 +15,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -27,6 +28,7 @@ from kgrec.data import embedded
 from kgrec.data.dataset import KGDataset
 from kgrec.data.readers import mkr
 from kgrec.errors import ConfigError, DataError
+from kgrec.logs import logger
 
 CACHE_VERSION = 1
 MKR_COMMIT = "d6bb77c426960bc04f5d88c39f09d87a844776b4"
@@ -148,6 +150,29 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+
+
+def dataset_source(spec: DatasetSpec) -> str:
+    """Where ``kgrec datasets download`` fetches a dataset from: GitHub repositories at
+    pinned commits and other hosts, comma-separated."""
+    sources: dict[str, None] = {}
+    for rf in spec.files:
+        if rf.base == GITHUB_RAW:
+            owner, repo, commit = rf.remote.split("/")[:3]
+            sources[f"github.com/{owner}/{repo}@{commit[:7]}"] = None
+        else:
+            sources[f"{rf.base.split('://', 1)[-1]}/{rf.remote}"] = None
+    return ", ".join(sources) or "-"
+
+
+def dataset_status(name: str, data_dir: str | Path | None = None) -> tuple[str, Path, list[str]]:
+    """``(state, folder, missing files)`` of a named dataset in the data folder; ``state``
+    is ``present`` (every downloadable file is there), ``partial`` or ``absent``."""
+    spec = get_spec(name)
+    folder = resolve_data_dir(data_dir) / spec.folder
+    missing = [rf.local for rf in spec.files if not (folder / rf.local).is_file()]
+    state = "absent" if len(missing) == len(spec.files) else "partial" if missing else "present"
+    return state, folder, missing
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -305,10 +330,15 @@ def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool
             return load_npz(cached)
         except (OSError, ValueError, KeyError):
             cached.unlink(missing_ok=True)  # unreadable cache: rebuild it
+    logger.info(f"{name}: preprocessing the raw files of {folder} (MKR's script)")
+    t0 = time.perf_counter()
     ds = mkr.load_raw(folder, name, spec.raw_ratings, spec.raw_format, spec.threshold)
+    logger.info(f"{name}: preprocessed in {time.perf_counter() - t0:.1f}s: {ds.n_users:,} users, "
+                f"{len(ds.interactions):,} interactions, {len(ds.triples):,} triples")
     if use_cache:
         with contextlib.suppress(OSError):  # a read-only cache only costs speed
             save_npz(ds, cached)
+            logger.info(f"{name}: cached as {cached}")
     return ds
 
 
