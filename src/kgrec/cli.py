@@ -58,7 +58,7 @@ def datasets_list(data_dir: DataDir = None) -> None:
 @datasets_app.command("info")
 def datasets_info(
     name: str,
-    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup or kgat")] = "auto",
+    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup, kgat, csv or atomic")] = "auto",
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
