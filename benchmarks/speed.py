@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ from kgrec.presets import preset_path
 from kgrec.training.experiment import build_model, make_optimizer, prepare_data, run
 from kgrec.training.schedule import default_schedule, task_cycle
 from kgrec.training.trainer import Trainer
+from kgrec.utils import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     results = [bench_case(c, args.repeats, args.threads) for c in args.cases.split(",") if c]
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"machine: {machine_description()}, "
           f"{args.threads} thread(s), {time.strftime('%Y-%m-%d')}, medians of {args.repeats}")
     print("| case | epoch s | minimal loop epoch s | full top-K eval s (users) | KG eval s "
           "| run to best epoch s |")

@@ -22,18 +22,44 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder (d
 
 
 @datasets_app.command("list")
-def datasets_list() -> None:
-    """Named datasets and their sources."""
-    from kgrec.data.registry import DATASETS
+def datasets_list(data_dir: DataDir = None) -> None:
+    """Named datasets: description, source, and whether the data folder holds them."""
+    from kgrec.data import embedded
+    from kgrec.data.registry import (
+        DATASETS,
+        _detect_layout,
+        dataset_source,
+        dataset_status,
+        resolve_data_dir,
+    )
 
     for name, spec in DATASETS.items():
-        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]")
+        state, folder, missing = dataset_status(name, data_dir)
+        where = {"present": f"present ({folder})",
+                 "partial": f"partly present ({folder}; missing {', '.join(missing)}): "
+                            f"kgrec datasets download {name}",
+                 "absent": f"not present: kgrec datasets download {name}"}[state]
+        if state != "present" and embedded.available(name):
+            where = (f"shipped with kgrec (processed files in {embedded.EMBEDDED_DIR / name}); "
+                     f"raw files: kgrec datasets download {name}")
+        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]\n"
+                   f"{'':10s} source: {dataset_source(spec)}\n{'':10s} {where}")
+    root = resolve_data_dir(data_dir)
+    known = {spec.folder for spec in DATASETS.values()}
+    others = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in known) \
+        if root.is_dir() else []
+    for folder in others:
+        try:
+            layout = _detect_layout(folder, None)
+        except KGRecError:
+            continue
+        typer.echo(f"{folder.name:10s} a folder of the data folder ({folder}), {layout} layout")
 
 
 @datasets_app.command("info")
 def datasets_info(
     name: str,
-    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup or kgat")] = "auto",
+    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup, kgat, csv or atomic")] = "auto",
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -62,6 +88,46 @@ def datasets_download(
     typer.echo(f"{name}: {folder}")
 
 
+@datasets_app.command("check")
+def datasets_check(
+    path: str,
+    layout: Annotated[str, typer.Option(help="auto, csv, atomic, kgat, ktup, processed or raw")] = "auto",
+    rating_threshold: Annotated[float | None, typer.Option(
+        help="a rating at or above it is a positive (csv/atomic)")] = None,
+    min_positives: Annotated[int, typer.Option(
+        help="report interactions lost to data.min_user_positives=N")] = 0,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Report duplicates, conflicting labels, items without an entity, dangling ids,
+    unreached entities and rows lost to filters, with counts and examples (exit 0; 2 only
+    when the data cannot be read)."""
+    from kgrec.data.check import check_dataset
+
+    report = check_dataset(path, layout, data_dir, rating_threshold, min_positives)
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.text())
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name_or_path: str,
+    to: Annotated[str, typer.Option("--to", help="csv, atomic (RecBole) or kgat")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write into")],
+    layout: Annotated[str, typer.Option(help="layout of the input (default: detected)")] = "auto",
+    rating_threshold: Annotated[float | None, typer.Option(
+        help="a rating at or above it is a positive (csv/atomic input)")] = None,
+    force: Annotated[bool, typer.Option(help="replace files already in OUT")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a dataset (named or a folder) as kgrec CSV, RecBole atomic or KGAT files."""
+    from kgrec.data import load_dataset
+    from kgrec.data.export import export_dataset
+
+    ds = load_dataset(name_or_path, layout, data_dir, rating_threshold=rating_threshold)
+    for p in export_dataset(ds, to, out, overwrite=force):
+        typer.echo(str(p))
+
+
 @app.command("presets")
 def presets_list() -> None:
     """The presets shipped with kgrec (run one with `kgrec train NAME`)."""
@@ -72,6 +138,16 @@ def presets_list() -> None:
 
 
 @app.command()
+def models() -> None:
+    """Registered models: the paper each implements and its training tasks."""
+    from kgrec.models import MODELS
+
+    width = max((len(cls.paper) for cls in MODELS.values()), default=1)
+    for name, cls in sorted(MODELS.items()):
+        typer.echo(f"{name:8s} {cls.paper or '-':{width}s}  tasks: {', '.join(cls.tasks)}")
+
+
+@app.command()
 def train(
     config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
     data_dir: DataDir = None,
@@ -79,10 +155,15 @@ def train(
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt if present")] = True,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or log lines on stderr "
+                                        "(OUT/train.log is still written)")] = False,
 ) -> None:
-    """Train CONFIG, select on validation, test once; write OUT/metrics.json."""
+    """Train CONFIG, select on validation, test once; write OUT/metrics.json.
+
+    Off a terminal, one line per epoch goes to stderr; OUT/train.log and OUT/history.csv
+    always get them."""
     from kgrec.config import load_config
+    from kgrec.logs import log_to_stderr, summary_line
     from kgrec.presets import resolve_config
     from kgrec.training.experiment import run
 
@@ -91,15 +172,12 @@ def train(
         overrides.append(f"seed={seed}")
     cfg = load_config(resolve_config(config), overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
+    if quiet:
+        log_to_stderr(False)
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
-    test = metrics["test"]
-    parts = [f"{k}={v:.4f}" for k, v in test.items()]
-    parts += [f"{k}={v:.4f}" for k, v in metrics.get("topk", {}).items() if k.endswith("@10")]
-    typer.echo(f"{cfg.model} on {cfg.data.dataset} (seed {cfg.seed}): test " + " ".join(parts)
-               + f" | epochs {metrics['epochs']} (best {metrics['best_epoch']}), "
-               f"{metrics['train_seconds']:.1f}s training -> {out / 'metrics.json'}")
+    typer.echo(summary_line(metrics, out))
 
 
 @app.command()
@@ -118,8 +196,13 @@ def recommend(
     if as_json:
         typer.echo(json.dumps(recs, indent=2))
         return
+    notes = {r["explanation"]["note"] for r in recs if r.get("explanation", {}).get("note")}
+    for note in sorted(notes):  # said once, not per item
+        typer.echo(f"note: {note}")
     for r in recs:
-        typer.echo(f"{r['rank']:3d}. item {r['item']} (id {r['item_index']}) score {r['score']:.4f}")
+        name = f" {r['name']}" if r.get("name") and r["name"] != r["item"] else ""
+        typer.echo(f"{r['rank']:3d}. item {r['item']}{name} (index {r['item_index']}) "
+                   f"score {r['score']:.4g}")
         for line in r.get("explanation", {}).get("lines", []):
             typer.echo(f"       {line}")
 
@@ -133,14 +216,16 @@ def explain(
     data_dir: DataDir = None,
 ) -> None:
     """Explain one user-item score (HKRM: preference vs attribute-importance distributions)."""
-    from kgrec.recommend import explain_pair
+    from kgrec.recommend import explain_pair, short_name
 
     exp, dataset = explain_pair(run_dir, user, item, data_dir)
     if plot is not None:
         from kgrec.plots import plot_preference_heatmap
 
-        names = [dataset.relation_names[f] if dataset.relation_names else f"relation {f}"
-                 for f in exp["fields"]]
+        if "user_distribution" not in exp:
+            raise KGRecError("--plot draws HKRM's preference heatmap; this model's explanation "
+                             "has no distributions")
+        names = [short_name(n) for n in exp.get("field_names") or map(str, exp["fields"])]
         plot_preference_heatmap(exp["user_distribution"], exp["item_distribution"], names, plot)
         typer.echo(f"heatmap -> {plot}")
     typer.echo(json.dumps({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in exp.items()},
@@ -153,66 +238,78 @@ def reproduce(
     seeds: Annotated[int, typer.Option(help="seeds per dataset")] = 3,
     datasets: Annotated[str, typer.Option(help="comma-separated datasets")] = "lastfm,book",
     out: Annotated[Path, typer.Option(help="where runs go")] = Path("runs/reproduce"),
-    results: Annotated[Path, typer.Option(help="markdown file to update")] = Path("docs/results.md"),
+    write_results: Annotated[Path | None, typer.Option(
+        help="also write the table into this markdown file (e.g. docs/results.md)")] = None,
     data_dir: DataDir = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
+    configs: Annotated[Path | None, typer.Option(
+        help="folder of MODEL-DATASET.yaml presets (default: the shipped presets)")] = None,
 ) -> None:
-    """Run a model's presets over seeds and write paper-vs-measured tables."""
+    """Run a model's presets over seeds and print the paper-vs-measured table."""
     from kgrec.reproduce import reproduce as do_reproduce
 
-    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, results, data_dir,
-                         overrides=set_, key=key)
+    extra = {"configs": configs} if configs is not None else {}
+    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, write_results, data_dir,
+                         overrides=set_, key=key, **extra)
     typer.echo(table)
+    if write_results is not None:
+        typer.echo(f"table -> {write_results}", err=True)
 
 
-@app.command()
-def tune(
-    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
-    space: Annotated[Path | None, typer.Option(help="search space YAML (default: the shipped "
-                                               "space named like CONFIG)")] = None,
-    trials: Annotated[int, typer.Option(help="complete or pruned trials the study reaches")] = 20,
-    storage: Annotated[str, typer.Option(help="Optuna storage URL")] = "sqlite:///study.db",
-    study: Annotated[str | None, typer.Option(help="study name (default: CONFIG's name)")] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/tune-STUDY)")] = None,
-    seed: Annotated[int, typer.Option(help="TPE sampler seed")] = 0,
-    prune: Annotated[bool, typer.Option(help="median pruning on per-epoch validation")] = True,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Optuna search on validation (the test split is never read); resumable, parallel-safe;
-    writes the best preset, a trials table and plots."""
-    from kgrec.tuning import tune as do_tune
-
-    name = study or Path(config).name.removesuffix(".yaml")
-    summary = do_tune(config, space, trials, storage, name, out, seed, list(set_ or []), data_dir,
-                      pruning=prune, log=lambda m: typer.echo(m, err=True))
-    if "preset" in summary:
-        typer.echo(f"study {name}: {summary['complete']} complete of {summary['trials']} trials; "
-                   f"best trial {summary['best_trial']} value {summary['best_value']:.4f} "
-                   f"-> {summary['preset']}")
-    else:
-        typer.echo(f"study {name}: no complete trial ({summary['trials']} trials)")
-
-
-def main() -> None:
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
+        return
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Exception types of command-line usage errors: typer's own (typer >= 0.2x vendors
+    click; its ``ClickException`` derives from ``typer.TyperException``) and click's where
+    an older typer still uses click."""
+    types: list[type[BaseException]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
     try:
-        app(standalone_mode=False)
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+def _exit_code(argv: list[str] | None) -> int:
+    try:
+        code = app(args=argv, prog_name="kgrec", standalone_mode=False)
     except KGRecError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        return 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        code = 130
     except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+        return e.exit_code
+    except _usage_errors() as e:
+        if hasattr(e, "show"):
             e.show()
-            sys.exit(e.exit_code)
-        raise
+        else:
+            typer.echo(f"Error: {e}", err=True)
+        return getattr(e, "exit_code", 2)
+    # typer returns the exit code of ``typer.Exit`` and of Ctrl-C (130) in this mode
+    code = code if isinstance(code, int) else 0
+    if code == 130:
+        typer.echo("interrupted", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``kgrec`` entry point: exit 2 with the usage and the reason on a usage error,
+    ``error: WHERE: what`` on bad input (:class:`KGRecError`), 130 on Ctrl-C; never a
+    traceback for either. Off a terminal, log lines go to stderr as they happen."""
+    from kgrec.logs import log_to_stderr, stderr_is_terminal
+
+    log_to_stderr(not stderr_is_terminal())  # a terminal gets progress bars instead
+    try:
+        code = _exit_code(argv)
+    finally:
+        log_to_stderr(False)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from kgrec.evaluation.ctr import inference
+from kgrec.logs import Progress
 
 CATEGORIES = ("1-1", "1-N", "N-1", "N-N")
 
@@ -111,6 +112,7 @@ def evaluate_kg(
     batch_size: int = 256,
     categories_from: np.ndarray | None = None,
     exclude_query: bool = False,
+    desc: str = "KG completion",
 ) -> dict:
     """Raw and filtered link-prediction metrics of ``test_triples``.
 
@@ -124,7 +126,8 @@ def evaluate_kg(
     ``exclude_query`` drops the query's own entity (``h`` when ranking tails, ``t`` when
     ranking heads) from the candidates of raw and filtered ranks; the default keeps every
     entity, as TransE's protocol does, where a model with short translations scores the
-    query entity itself first.
+    query entity itself first. Progress (queries ranked / total, ``desc``) shows as a bar on a
+    terminal, else as a log line every 10 s of a long evaluation.
     """
     test = np.asarray(test_triples, dtype=np.int64).reshape(-1, 3)
     known = np.asarray(known_triples, dtype=np.int64).reshape(-1, 3)
@@ -138,7 +141,8 @@ def evaluate_kg(
     lo, hi = distr.shard_bounds(len(test))
     mine = test[lo:hi]
     ranks = {k: np.zeros(len(mine), np.int64) for k in ("tail_raw", "tail_f", "head_raw", "head_f")}
-    with inference(model) as device:
+    with inference(model) as device, Progress(2 * len(mine), desc, "queries",
+                                              enabled=distr.is_main()) as bar:
         for start in range(0, len(mine), batch_size):
             part = mine[start : start + batch_size]
             h, r, t = (torch.as_tensor(part[:, j], device=device) for j in range(3))
@@ -156,6 +160,7 @@ def evaluate_kg(
                     mask |= own
                 ranks[f"{side}_raw"][sl] = ranks_from_scores(scores, target, own).cpu().numpy()
                 ranks[f"{side}_f"][sl] = ranks_from_scores(scores, target, mask).cpu().numpy()
+            bar.update(2 * len(part))
     ranks = {k: distr.gather_rows(v) for k, v in ranks.items()}
     if not distr.is_main():
         return distr.broadcast_object(None)

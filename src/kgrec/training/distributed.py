@@ -10,7 +10,10 @@ Backend: gloo on CPU, NCCL on CUDA (each process on ``cuda:LOCAL_RANK``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -41,6 +44,22 @@ def is_main() -> bool:
 def launched() -> bool:
     """Started by torchrun (or an equivalent launcher) with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def env_rank() -> int:
+    """This process's rank as the launcher set it (known before the group exists)."""
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
+@contextlib.contextmanager
+def silenced(logger: logging.Logger) -> Iterator[None]:
+    """``logger`` disabled while the block runs (the log of ranks other than 0)."""
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was
 
 
 def init_from_env(device: torch.device) -> tuple[torch.device, bool]:
