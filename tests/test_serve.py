@@ -172,6 +172,7 @@ def test_recommend_get_and_batch(client, runs):
     body = r.json()
     items = body["items"]
     assert body["score"] == "probability" and [x["rank"] for x in items] == [1, 2, 3, 4, 5]
+    assert float(r.headers["server-timing"].split("dur=")[1]) > 0
     assert all(0 < x["score"] < 1 for x in items) and "explanation" not in items[0]
     rec = Recommender.from_run(runs["mkr"])
     assert [x["item"] for x in items] == [x["item"] for x in rec.recommend("3", k=5)]

@@ -12,6 +12,7 @@ its position from 0) selects one; the default is the first.
 
 
 import hmac
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,6 +99,27 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
+class Timing:
+    """ASGI middleware adding ``Server-Timing: app;dur=MS`` (time in the app, milliseconds)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+
+        async def timed(message):
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - t0) * 1000
+                message["headers"] = [*message.get("headers", []),
+                                      (b"server-timing", f"app;dur={ms:.3f}".encode())]
+            await send(message)
+
+        return await self.app(scope, receive, timed)
+
+
 def create_app(runs: list[Engine | str | Path], token: str | None = None,
                data_dir: str | Path | None = None, max_body: int = 1 << 20,
                max_batch: int = 1000) -> FastAPI:
@@ -121,6 +143,7 @@ def create_app(runs: list[Engine | str | Path], token: str | None = None,
                               "completion from trained kgrec runs. Ids are the data's own.")
     app.state.engines = engines
     app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(Timing)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):

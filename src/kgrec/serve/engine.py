@@ -120,14 +120,7 @@ def _make_plan(model, n_users: int, n_items: int) -> Plan:
         V = torch.cat([model.item_vectors(items), torch.ones(n_items, 1), model.item_bias.weight], 1)
         return Plan("dot", U, V, "item vector plus bias columns")
     if name in ("tup", "ktup"):
-        def ktup_all(u, v):
-            step = max(1, model.chunk_elems // max(v.numel(), 1))
-            return torch.cat([-model.pair_distance(u[s:s + step, None, :], v[None])
-                              for s in range(0, len(u), step)])
-
-        return Plan("translation", model.user_emb.weight, model.all_items(),
-                    "i_hat = i + e (Eq. 18)" if name == "ktup" else "item embedding i",
-                    combine=ktup_all, pair=lambda u, v: -model.pair_distance(u, v))
+        return _translation_plan(model, name)
     if name == "cfkg":
         from kgrec.models.transe import pairwise_distance, transe_distance
 
@@ -136,6 +129,39 @@ def _make_plan(model, n_users: int, n_items: int) -> Plan:
                     combine=lambda u, v: -pairwise_distance(u, v, model.norm),
                     pair=lambda u, v: -transe_distance(u, torch.zeros_like(u), v, model.norm))
     return Plan("model", None, None, "")
+
+
+def _translation_plan(model, name: str) -> Plan:
+    """TUP/KTUP (Eq. 8-14) with the item side of the similarity (``i_hat^T p`` for every
+    item and preference) and the preference tables computed once; per request only the
+    user's part, the induction and the hyperplane distance to every item are computed, as
+    :meth:`kgrec.models.tup.PreferenceTranslation.pair_distance` does."""
+    from kgrec.models.transh import transh_project
+
+    prefs, normals = (t.detach() for t in model.preference_tables())
+    both = torch.cat([prefs, normals], 1)
+    V = model.all_items().detach()
+    item_logits = V @ prefs.T  # (n_items, P)
+    d = prefs.shape[1]
+
+    def all_items(u: Tensor, v: Tensor) -> Tensor:
+        step = max(1, model.chunk_elems // max(v.numel(), 1))
+        out = []
+        for s in range(0, len(u), step):
+            uu = u[s:s + step]
+            logits = (uu @ prefs.T)[:, None, :] + item_logits[None]  # phi = (u + i)^T p, Eq. 8
+            if model.induction == "hard":
+                k = logits.argmax(-1)
+                p, w = prefs[k], normals[k]
+            else:
+                p, w = (torch.softmax(logits, -1) @ both).split(d, -1)
+            diff = transh_project(uu[:, None, :] - v[None], w) + p
+            out.append(-torch.linalg.vector_norm(diff, ord=model.norm, dim=-1))
+        return torch.cat(out)
+
+    return Plan("translation", model.user_emb.weight, V,
+                "i_hat = i + e (Eq. 18)" if name == "ktup" else "item embedding i",
+                combine=all_items, pair=lambda u, v: -model.pair_distance(u, v))
 
 
 class Engine:

@@ -1,0 +1,321 @@
+"""Bounded load test of ``kgrec serve`` on loopback (issue 13's targets).
+
+The script starts ``kgrec serve`` itself on a free 127.0.0.1 port (pinned to one core,
+one torch thread), measures, and stops it. Phases, each with a bounded request count and
+a per-request timeout (a request that times out or whose connection fails is *dropped*):
+
+1. start time: ``kgrec serve RUN`` with one Last.FM run (MKR) until ``/health`` answers,
+   process start to first answer, ``--starts`` times;
+2. concurrency 1: ``--seq`` sequential ``GET /recommend?k=10`` per run (MKR, BPRMF, JNSKR,
+   KTUP on Last.FM), p50/p99 client-side latency;
+3. burst: ``--burst`` (1,000) ``GET /recommend?k=10`` sent at once on as many connections,
+   per run: throughput, p50/p99, 5xx, other errors, dropped;
+4. mixed: ``--mixed`` requests over ``--concurrency`` connections across the runs and
+   endpoints (recommend, recommend with explanations, batch recommend, score, explain,
+   similar, item neighbours, KG completion).
+
+Runs come from ``--runs-dir`` (``MODEL-lastfm`` folders); ``--train`` trains missing ones
+for ``--epochs`` epochs (latency does not depend on quality). Results are printed; with
+``--write-results`` they also replace the ``serve-load`` block of docs/results.md, with
+the machine (CPU model, cores, torch version, load average) and date.
+
+    KGREC_DATA=../shared/data python benchmarks/serve_load.py --train --write-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("mkr", "bprmf", "jnskr", "ktup")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pin(core: int):
+    def fn() -> None:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {core})
+    return fn
+
+
+def start(run_dirs: list[Path], port: int, core: int, timeout: float = 300) -> tuple[subprocess.Popen, float]:
+    """``kgrec serve`` on 127.0.0.1:port pinned to ``core``; returns (process, start seconds)."""
+    cmd = [sys.executable, "-m", "kgrec.cli", "serve", *map(str, run_dirs), "--port", str(port),
+           "--threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("KGREC_TOKEN", None)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env, preexec_fn=pin(core))
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"kgrec serve exited {proc.returncode}: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, time.perf_counter() - t0
+        except httpx.TransportError:
+            time.sleep(0.02)
+    stop(proc)
+    raise SystemExit(f"kgrec serve did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def pct(lat: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(lat) * 1000, q)) if lat else float("nan")
+
+
+def ensure_runs(args) -> dict[str, Path]:
+    runs = {}
+    for m in MODELS:
+        out = args.runs_dir / f"{m}-lastfm"
+        if not (out / "model.pt").is_file():
+            if not args.train:
+                raise SystemExit(f"{out}: no trained run; pass --train to train one "
+                                 f"({args.epochs} epoch(s) of configs/{m}-lastfm.yaml)")
+            preset = next(p for p in (REPO / "src/kgrec/presets" / f"{m}-lastfm.yaml",
+                                      REPO / "configs" / f"{m}-lastfm.yaml") if p.is_file())
+            subprocess.run([sys.executable, "-m", "kgrec.cli", "train", str(preset), "--out", str(out),
+                            "--set", f"train.epochs={args.epochs}", "--set", "train.threads=1",
+                            "--quiet"], check=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        runs[m] = out
+    return runs
+
+
+def sequential(base: str, run: str, users: list[str], n: int, rng: random.Random) -> dict:
+    lat, app, errors = [], [], 0
+    with httpx.Client(base_url=base, timeout=30) as c:
+        for _ in range(20):  # warm-up
+            c.get("/recommend", params={"user": rng.choice(users), "k": 10, "run": run})
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = c.get("/recommend", params={"user": rng.choice(users), "k": 10, "run": run})
+            lat.append(time.perf_counter() - t0)
+            app.append(float(r.headers.get("server-timing", "dur=nan").split("dur=")[1]) / 1000)
+            errors += r.status_code != 200
+    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "app_p50": pct(app, 50),
+            "app_p99": pct(app, 99), "errors": errors, "n": n}
+
+
+async def _fire(client: httpx.AsyncClient, method: str, path: str, params=None, json=None):
+    t0 = time.perf_counter()
+    try:
+        r = await client.request(method, path, params=params, json=json)
+        return f"{method} {path}", r.status_code, time.perf_counter() - t0
+    except httpx.HTTPError:
+        return f"{method} {path}", None, time.perf_counter() - t0
+
+
+def summarise(results, wall: float) -> dict:
+    lat = [t for _, s, t in results if s is not None]
+    codes = [s for _, s, _ in results]
+    return {"n": len(results), "wall": wall, "rps": len(results) / wall,
+            "p50": pct(lat, 50), "p99": pct(lat, 99),
+            "5xx": sum(1 for s in codes if s is not None and s >= 500),
+            "other_errors": sum(1 for s in codes if s is not None and 400 <= s < 500),
+            "dropped": sum(1 for s in codes if s is None)}
+
+
+async def burst(base: str, run: str, users: list[str], n: int, rng: random.Random,
+                timeout: float) -> dict:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as c:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*[
+            _fire(c, "GET", "/recommend", {"user": rng.choice(users), "k": 10, "run": run})
+            for _ in range(n)])
+        return summarise(results, time.perf_counter() - t0)
+
+
+def mixed_request(rng: random.Random, runs: list[str], users: dict, items: dict, rels: dict):
+    run = rng.choice(runs)
+    u, i = rng.choice(users[run]), rng.choice(items[run])
+    x = rng.random()
+    if x < 0.40:
+        return "GET", "/recommend", {"user": u, "k": 10, "run": run}, None
+    if x < 0.50:
+        return "GET", "/recommend", {"user": u, "k": 10, "run": run, "explain": "true"}, None
+    if x < 0.55:
+        return "POST", "/recommend", {"run": run}, {"users": rng.sample(users[run], 8), "k": 10}
+    if x < 0.70:
+        pairs = [{"user": rng.choice(users[run]), "item": rng.choice(items[run])} for _ in range(10)]
+        return "POST", "/score", {"run": run}, {"pairs": pairs}
+    if x < 0.80:
+        return "GET", "/explain", {"user": u, "item": i, "run": run}, None
+    if x < 0.90:
+        return "GET", "/similar", {"item": i, "k": 10, "run": run}, None
+    if x < 0.95 or not rels:
+        return "GET", "/item", {"item": i, "run": run}, None
+    kg_run = rng.choice(sorted(rels))
+    head, rel = rels[kg_run]
+    return "GET", "/complete", {"head": str(rng.randrange(head)), "relation": rng.choice(rel),
+                                "k": 10, "run": kg_run}, None
+
+
+async def mixed(base: str, n: int, concurrency: int, rng: random.Random, runs, users, items, rels,
+                timeout: float) -> tuple[dict, dict]:
+    reqs = [mixed_request(rng, runs, users, items, rels) for _ in range(n)]
+    queue = list(reversed(reqs))
+    results = []
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as c:
+        async def worker():
+            while queue:
+                method, path, params, body = queue.pop()
+                results.append(await _fire(c, method, path, params, body))
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        wall = time.perf_counter() - t0
+    per = {}
+    for path in sorted({p for p, _, _ in results}):
+        per[path] = summarise([r for r in results if r[0] == path], wall)
+    return summarise(results, wall), per
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
+            f"{platform.python_version()}, load average at the end {load}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "serve-bench")
+    ap.add_argument("--train", action="store_true", help="train missing runs")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--starts", type=int, default=3)
+    ap.add_argument("--seq", type=int, default=500, help="sequential requests per run")
+    ap.add_argument("--burst", type=int, default=1000, help="requests sent at once per run")
+    ap.add_argument("--mixed", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--timeout", type=float, default=120.0, help="per request, seconds")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write-results", action="store_true",
+                    help="replace the serve-load block of --results")
+    ap.add_argument("--results", type=Path, default=REPO / "docs" / "results.md")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    runs = ensure_runs(args)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    server_core = cores[0]
+    if hasattr(os, "sched_setaffinity") and len(cores) > 1:
+        os.sched_setaffinity(0, set(cores[1:]))  # the client off the server's core
+
+    starts = []
+    for _ in range(args.starts):
+        port = free_port()
+        proc, seconds = start([runs["mkr"]], port, server_core)
+        stop(proc)
+        starts.append(seconds)
+    print(f"start with the Last.FM MKR run: {', '.join(f'{s:.2f}' for s in starts)} s", flush=True)
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc, _ = start(list(runs.values()), port, server_core)
+    try:
+        info = {m["run"]: m for m in httpx.get(f"{base}/models", timeout=30).json()["runs"]}
+        names = list(info)
+        users = {r: httpx.get(f"{base}/users", params={"run": r, "limit": 10000}).json()["users"]
+                 for r in names}
+        items = {r: [str(i) for i in range(info[r]["items"])] for r in names}
+        rels = {r: (info[r]["entities"], [str(k) for k in range(info[r]["relations"])])
+                for r in names if info[r]["completes"]}
+        seq = {}
+        for model, path in runs.items():
+            seq[model] = s = sequential(base, path.name, users[path.name], args.seq, rng)
+            print(f"concurrency 1, {model}: p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms (in the "
+                  f"app: {s['app_p50']:.2f}, {s['app_p99']:.2f}), errors {s['errors']}/{s['n']}",
+                  flush=True)
+        bursts = {}
+        for model, path in runs.items():
+            bursts[model] = b = asyncio.run(burst(base, path.name, users[path.name], args.burst,
+                                                  rng, args.timeout))
+            print(f"burst of {b['n']}, {model}: {b['rps']:.0f} req/s, p50 {b['p50']:.0f} ms, "
+                  f"p99 {b['p99']:.0f} ms, 5xx {b['5xx']}, other errors {b['other_errors']}, "
+                  f"dropped {b['dropped']}", flush=True)
+        mix, per = asyncio.run(mixed(base, args.mixed, args.concurrency, rng, names, users, items,
+                                     rels, args.timeout))
+        print(f"mixed {mix['n']} at concurrency {args.concurrency}: {mix['rps']:.0f} req/s, "
+              f"p50 {mix['p50']:.1f} ms, p99 {mix['p99']:.1f} ms, 5xx {mix['5xx']}, "
+              f"other errors {mix['other_errors']}, dropped {mix['dropped']}", flush=True)
+    finally:
+        stop(proc)
+
+    if args.write_results:
+        from kgrec.reproduce import update_section
+
+        cmd = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
+        date = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+        lines = [
+            "### `kgrec serve` load test (loopback)",
+            "",
+            f"Command: `KGREC_DATA=../shared/data {cmd.strip()}`; {date};"
+            f" machine: {machine()}. Server: `kgrec serve` with the four Last.FM runs "
+            f"({args.epochs} training epoch(s) each; latency does not depend on quality), pinned to "
+            "one core, one torch thread; the client (httpx) on the other cores. Latencies in ms, "
+            "client-side (request sent to answer read) and, for concurrency 1, in the app (its "
+            "`Server-Timing` header: request received to answer started).",
+            "",
+            f"Server start with the Last.FM MKR run (process start to first `/health` answer): "
+            f"{', '.join(f'{s:.2f}' for s in starts)} s (target < 3 s).",
+            "",
+            f"| model | concurrency 1: p50 | p99 (target) | p50 / p99 in the app | {args.burst} at once:"
+            " req/s | p50 | p99 | 5xx | 4xx | dropped |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for model in runs:
+            s, b = seq[model], bursts[model]
+            target = "< 50" if model == "ktup" else "< 10"
+            lines.append(f"| {model.upper()} | {s['p50']:.2f} | {s['p99']:.2f} ({target}) | "
+                         f"{s['app_p50']:.2f} / {s['app_p99']:.2f} | "
+                         f"{b['rps']:.0f} | {b['p50']:.0f} | {b['p99']:.0f} | {b['5xx']} | "
+                         f"{b['other_errors']} | {b['dropped']} |")
+        lines += ["", f"Mixed workload: {mix['n']} requests over {args.concurrency} connections, "
+                  f"across the four runs: {mix['rps']:.0f} req/s, p50 {mix['p50']:.1f} ms, p99 "
+                  f"{mix['p99']:.1f} ms, 5xx {mix['5xx']}, 4xx {mix['other_errors']}, dropped "
+                  f"{mix['dropped']}.", "",
+                  "| endpoint | requests | p50 | p99 | 5xx | 4xx | dropped |",
+                  "|---|---|---|---|---|---|---|"]
+        for path, s in per.items():
+            lines.append(f"| {path} | {s['n']} | {s['p50']:.1f} | {s['p99']:.1f} | {s['5xx']} | "
+                         f"{s['other_errors']} | {s['dropped']} |")
+        update_section(args.results, "serve-load", "\n".join(lines))
+        print(f"-> {args.results}")
+
+
+if __name__ == "__main__":
+    main()
