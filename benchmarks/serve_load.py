@@ -56,8 +56,18 @@ def pin(core: int):
     return fn
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; ``nan`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def start(run_dirs: list[Path], port: int, core: int, timeout: float = 300) -> tuple[subprocess.Popen, float]:
-    """``kgrec serve`` on 127.0.0.1:port pinned to ``core``; returns (process, start seconds)."""
+    """``kgrec serve`` on 127.0.0.1:port pinned to ``core``; returns (process, start seconds);
+    ``process.cpu_seconds`` is its CPU time until it answered."""
     cmd = [sys.executable, "-m", "kgrec.cli", "serve", *map(str, run_dirs), "--port", str(port),
            "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -70,7 +80,9 @@ def start(run_dirs: list[Path], port: int, core: int, timeout: float = 300) -> t
             raise SystemExit(f"kgrec serve exited {proc.returncode}: {proc.stderr.read()}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, time.perf_counter() - t0
+                seconds = time.perf_counter() - t0
+                proc.cpu_seconds = cpu_seconds(proc.pid)
+                return proc, seconds
         except httpx.TransportError:
             time.sleep(0.02)
     stop(proc)
@@ -235,13 +247,17 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity") and len(cores) > 1:
         os.sched_setaffinity(0, set(cores[1:]))  # the client off the server's core
 
-    starts = []
+    starts, cpu, loads = [], [], []
     for _ in range(args.starts):
         port = free_port()
         proc, seconds = start([runs["mkr"]], port, server_core)
+        loads.append(httpx.get(f"http://127.0.0.1:{port}/models").json()["runs"][0]["load_seconds"])
         stop(proc)
         starts.append(seconds)
-    print(f"start with the Last.FM MKR run: {', '.join(f'{s:.2f}' for s in starts)} s", flush=True)
+        cpu.append(proc.cpu_seconds)
+    print(f"start with the Last.FM MKR run: {', '.join(f'{s:.2f}' for s in starts)} s wall, "
+          f"{', '.join(f'{s:.2f}' for s in cpu)} s CPU (loading the run: "
+          f"{', '.join(f'{s:.2f}' for s in loads)} s)", flush=True)
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -262,16 +278,21 @@ def main() -> None:
                   flush=True)
         bursts = {}
         for model, path in runs.items():
+            cpu0 = cpu_seconds(proc.pid)
             bursts[model] = b = asyncio.run(burst(base, path.name, users[path.name], args.burst,
                                                   rng, args.timeout))
+            b["cpu_ms"] = (cpu_seconds(proc.pid) - cpu0) * 1000 / b["n"]
             print(f"burst of {b['n']}, {model}: {b['rps']:.0f} req/s, p50 {b['p50']:.0f} ms, "
                   f"p99 {b['p99']:.0f} ms, 5xx {b['5xx']}, other errors {b['other_errors']}, "
-                  f"dropped {b['dropped']}", flush=True)
+                  f"dropped {b['dropped']}, server CPU {b['cpu_ms']:.2f} ms/request", flush=True)
+        cpu0 = cpu_seconds(proc.pid)
         mix, per = asyncio.run(mixed(base, args.mixed, args.concurrency, rng, names, users, items,
                                      rels, args.timeout))
+        mix["cpu_ms"] = (cpu_seconds(proc.pid) - cpu0) * 1000 / mix["n"]
         print(f"mixed {mix['n']} at concurrency {args.concurrency}: {mix['rps']:.0f} req/s, "
               f"p50 {mix['p50']:.1f} ms, p99 {mix['p99']:.1f} ms, 5xx {mix['5xx']}, "
-              f"other errors {mix['other_errors']}, dropped {mix['dropped']}", flush=True)
+              f"other errors {mix['other_errors']}, dropped {mix['dropped']}, server CPU "
+              f"{mix['cpu_ms']:.2f} ms/request", flush=True)
     finally:
         stop(proc)
 
@@ -291,11 +312,14 @@ def main() -> None:
             "`Server-Timing` header: request received to answer started).",
             "",
             f"Server start with the Last.FM MKR run (process start to first `/health` answer): "
-            f"{', '.join(f'{s:.2f}' for s in starts)} s (target < 3 s).",
+            f"{', '.join(f'{s:.2f}' for s in starts)} s wall, of which loading the run (checkpoint,"
+            f" data, cached representations) {', '.join(f'{s:.2f}' for s in loads)} s; the "
+            f"server process's CPU time until then {', '.join(f'{s:.2f}' for s in cpu)} s "
+            "(target < 3 s).",
             "",
             f"| model | concurrency 1: p50 | p99 (target) | p50 / p99 in the app | {args.burst} at once:"
-            " req/s | p50 | p99 | 5xx | 4xx | dropped |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            " req/s | p50 | p99 | 5xx | 4xx | dropped | server CPU ms/request |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for model in runs:
             s, b = seq[model], bursts[model]
@@ -303,11 +327,11 @@ def main() -> None:
             lines.append(f"| {model.upper()} | {s['p50']:.2f} | {s['p99']:.2f} ({target}) | "
                          f"{s['app_p50']:.2f} / {s['app_p99']:.2f} | "
                          f"{b['rps']:.0f} | {b['p50']:.0f} | {b['p99']:.0f} | {b['5xx']} | "
-                         f"{b['other_errors']} | {b['dropped']} |")
+                         f"{b['other_errors']} | {b['dropped']} | {b['cpu_ms']:.2f} |")
         lines += ["", f"Mixed workload: {mix['n']} requests over {args.concurrency} connections, "
                   f"across the four runs: {mix['rps']:.0f} req/s, p50 {mix['p50']:.1f} ms, p99 "
                   f"{mix['p99']:.1f} ms, 5xx {mix['5xx']}, 4xx {mix['other_errors']}, dropped "
-                  f"{mix['dropped']}.", "",
+                  f"{mix['dropped']}; server CPU {mix['cpu_ms']:.2f} ms/request.", "",
                   "| endpoint | requests | p50 | p99 | 5xx | 4xx | dropped |",
                   "|---|---|---|---|---|---|---|"]
         for path, s in per.items():

@@ -108,6 +108,24 @@ def test_cached_scores_equal_model_scores(tmp_path, model, args):
     assert [r["item_index"] for r in recs] == torch.topk(s, 4).indices.tolist()
 
 
+@pytest.mark.parametrize("model,args,start", [("jnskr", {"dim": 8}, "attention "),
+                                              ("hkrm", {"dim": 4}, "attribute ")])
+def test_explanations_read_with_names(tmp_path, model, args, start):
+    """JNSKR attention and HKRM distributions come with readable lines; indices become
+    the data's ids."""
+    folder = write_processed(tmp_path / "d", n_users=12, n_items=16)
+    cfg = _cfg(folder, model, args)
+    dataset, split = prepare_data(cfg)
+    m = build_model(cfg, dataset, split).eval()
+    exp = Engine(Recommender(m, dataset, split, cfg), model).explanation(2, 5)
+    assert exp["lines"] and all(line.startswith(start) for line in exp["lines"])
+    if model == "jnskr":
+        w = exp["weights"]
+        assert exp["item"] == "5" and exp["entity"] == "5" and sum(w) == pytest.approx(1.0)
+        assert exp["lines"][0].startswith(f"attention {max(w):.3f}: 5 --")
+        assert len(exp["relation_names"]) == len(exp["tail_entities"]) == len(w)
+
+
 def test_engine_matches_recommender(runs):
     rec = Recommender.from_run(runs["mkr"])
     engine = Engine(rec, "mkr")
@@ -186,6 +204,8 @@ def test_recommend_get_and_batch(client, runs):
     r = client.get("/recommend", params={"user": "3", "k": 3, "explain": "true", "run": "ktup"})
     exp = r.json()["items"][0]["explanation"]
     assert "relation" in exp and exp["lines"][0].startswith("preference: ")
+    assert exp["item"] == r.json()["items"][0]["item"] and isinstance(exp["item_index"], int)
+    assert all({"head", "relation", "tail"} <= set(f) for f in exp["facts"])
     # batch = one GET per user
     r = client.post("/recommend", json={"users": ["3", 4], "k": 5}, params={"run": "0"})
     assert r.status_code == 200

@@ -6,6 +6,9 @@ gives 404, a bad value or body 422 (also a request the run's model cannot answer
 KG completion from MKR), a body over ``max_body`` bytes or a batch over ``max_batch``
 entries 413, a missing or wrong bearer token 401. A 5xx is a bug.
 
+Endpoints are ``async``: each request is computed on the event loop, one at a time (the
+server runs one torch thread on one core, where a thread pool only adds switching).
+
 With several runs, the ``run`` query parameter (a run's name, i.e. its folder name, or
 its position from 0) selects one; the default is the first.
 """
@@ -25,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kgrec.errors import KGRecError
-from kgrec.serve.engine import Engine, NotFound, Unsupported
+from kgrec.serve.engine import Engine, NotFound, Unsupported, _jsonable
 
 MAX_K = 1000
 STATIC = Path(str(resources.files("kgrec.serve") / "static"))
@@ -51,6 +54,15 @@ class Pair(_Body):
 
 class ScoreBody(_Body):
     pairs: list[Pair] = Field(min_length=1, description="user-item pairs to score")
+
+
+def ok(payload: dict[str, Any]) -> JSONResponse:
+    """A 200 answer, serialised directly (no response-model pass); a non-finite float
+    becomes ``null`` (JSON has no NaN)."""
+    try:
+        return JSONResponse(payload)
+    except ValueError:
+        return JSONResponse(_jsonable(payload))
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -163,7 +175,7 @@ def create_app(runs: list[Engine | str | Path], token: str | None = None,
     async def _http(request: Request, exc: StarletteHTTPException):
         return _error(exc.status_code, str(exc.detail))
 
-    def authorise(request: Request) -> None:
+    async def authorise(request: Request) -> None:
         if token is None:
             return
         given = request.headers.get("authorization", "")
@@ -173,8 +185,8 @@ def create_app(runs: list[Engine | str | Path], token: str | None = None,
             raise HTTPException(401, "missing or wrong bearer token" if given
                                 else "this server needs 'Authorization: Bearer TOKEN'")
 
-    def engine(run: Annotated[str | None, Query(description="run name or position; default "
-                                                "the first")] = None) -> Engine:
+    async def engine(run: Annotated[str | None, Query(description="run name or position; "
+                                                      "default the first")] = None) -> Engine:
         if run is None:
             return engines[0]
         if run in names:
@@ -192,67 +204,68 @@ def create_app(runs: list[Engine | str | Path], token: str | None = None,
             raise HTTPException(413, f"{n} entries in one request; at most {max_batch}")
 
     @app.get("/", include_in_schema=False)
-    def page():
+    async def page():
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health", summary="liveness and the served runs")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "runs": list(names)}
+    async def health() -> JSONResponse:
+        return ok({"status": "ok", "runs": list(names)})
 
     @app.get("/models", dependencies=[Auth], summary="each loaded run: model, dataset, "
              "metrics, protocols and what it can answer")
-    def models() -> dict[str, Any]:
-        return {"runs": [e.info() for e in engines]}
+    async def models() -> JSONResponse:
+        return ok({"runs": [e.info() for e in engines]})
 
     @app.get("/users", dependencies=[Auth], summary="user ids of a run (for choosing one)")
-    def users(e: Run, q: str = "", offset: Annotated[int, Query(ge=0)] = 0,
-              limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
-        return {"run": e.name, "users": e.users(offset, limit, q), "total": e.n_users}
+    async def users(e: Run, q: str = "", offset: Annotated[int, Query(ge=0)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSONResponse:
+        return ok({"run": e.name, "users": e.users(offset, limit, q), "total": e.n_users})
 
     @app.get("/recommend", dependencies=[Auth], summary="top-K items for a user")
-    def recommend(e: Run, user: str, k: K = 10, exclude_seen: bool = True,
-                  explain: bool = False) -> dict[str, Any]:
+    async def recommend(e: Run, user: str, k: K = 10, exclude_seen: bool = True,
+                        explain: bool = False) -> JSONResponse:
         recs = e.recommend_many([user], k, exclude_seen, explain)[0]
-        return {"run": e.name, "user": user, "score": e.score_kind, "items": recs}
+        return ok({"run": e.name, "user": user, "score": e.score_kind, "items": recs})
 
     @app.post("/recommend", dependencies=[Auth], summary="top-K items for several users")
-    def recommend_batch(e: Run, body: RecommendBody) -> dict[str, Any]:
+    async def recommend_batch(e: Run, body: RecommendBody) -> JSONResponse:
         batch_limit(len(body.users))
         recs = e.recommend_many(body.users, body.k, body.exclude_seen, body.explain)
-        return {"run": e.name, "results": [{"user": str(u), "items": r}
-                                           for u, r in zip(body.users, recs, strict=True)]}
+        return ok({"run": e.name, "results": [{"user": str(u), "items": r}
+                                              for u, r in zip(body.users, recs, strict=True)]})
 
     @app.post("/score", dependencies=[Auth], summary="scores of user-item pairs "
               "(probabilities for CTR models, ranking scores otherwise)")
-    def score(e: Run, body: ScoreBody) -> dict[str, Any]:
+    async def score(e: Run, body: ScoreBody) -> JSONResponse:
         batch_limit(len(body.pairs))
         s = e.score_pairs([p.user for p in body.pairs], [p.item for p in body.pairs])
-        return {"run": e.name, "score": e.score_kind,
-                "scores": [{"user": str(p.user), "item": str(p.item), "score": v}
-                           for p, v in zip(body.pairs, s, strict=True)]}
+        return ok({"run": e.name, "score": e.score_kind,
+                   "scores": [{"user": str(p.user), "item": str(p.item), "score": v}
+                              for p, v in zip(body.pairs, s, strict=True)]})
 
     @app.get("/explain", dependencies=[Auth], summary="the model's explanation of a user-item pair")
-    def explain(e: Run, user: str, item: str) -> dict[str, Any]:
-        return {"run": e.name, **e.explain(user, item)}
+    async def explain(e: Run, user: str, item: str) -> JSONResponse:
+        return ok({"run": e.name, **e.explain(user, item)})
 
     @app.get("/similar", dependencies=[Auth], summary="items with the most similar "
              "representation (cosine)")
-    def similar(e: Run, item: str, k: K = 10) -> dict[str, Any]:
-        return {"run": e.name, "item": item, "similarity": e.similarity,
-                "items": e.similar(item, k)}
+    async def similar(e: Run, item: str, k: K = 10) -> JSONResponse:
+        return ok({"run": e.name, "item": item, "similarity": e.similarity,
+                   "items": e.similar(item, k)})
 
     @app.get("/item", dependencies=[Auth], summary="an item's entity and KG neighbours")
-    def item(e: Run, item: str, limit: Annotated[int, Query(ge=1, le=MAX_K)] = 50) -> dict[str, Any]:
-        return {"run": e.name, **e.item(item, limit)}
+    async def item(e: Run, item: str,
+                   limit: Annotated[int, Query(ge=1, le=MAX_K)] = 50) -> JSONResponse:
+        return ok({"run": e.name, **e.item(item, limit)})
 
     @app.get("/complete", dependencies=[Auth], summary="KG completion: best tails of "
              "(head, relation, ?) or heads of (?, relation, tail)")
-    def complete(e: Run, relation: str, head: str | None = None, tail: str | None = None,
-                 k: K = 10) -> dict[str, Any]:
-        return {"run": e.name, "head": head, "relation": relation, "tail": tail,
-                "entities": e.complete(relation, head, tail, k)}
+    async def complete(e: Run, relation: str, head: str | None = None, tail: str | None = None,
+                       k: K = 10) -> JSONResponse:
+        return ok({"run": e.name, "head": head, "relation": relation, "tail": tail,
+                   "entities": e.complete(relation, head, tail, k)})
 
     return app
 

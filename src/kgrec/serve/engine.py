@@ -376,10 +376,31 @@ class Engine:
             if not exp["lines"]:
                 exp["lines"] = self._lines(exp)
             exp.setdefault("source", "model")
-            return exp
+            return self._named(exp)
         facts = self.neighbours(i, limit=5)
         return {"source": "kg facts of the item", "facts": facts,
                 "lines": [f"fact: {f['head']} --{f['relation']}--> {f['tail']}" for f in facts]}
+
+    def _named(self, exp: dict[str, Any]) -> dict[str, Any]:
+        """Internal indices of an explanation replaced by the data's ids (indices kept
+        under ``*_index``), KG facts as ``{head, relation, tail}`` with names."""
+        if isinstance(exp.get("item"), int):
+            exp["item_index"] = exp["item"]
+            exp["item"] = self.item_label(exp["item"])
+        ent = exp.get("entity")
+        if isinstance(ent, int):
+            exp["entity_index"] = ent
+            exp["entity"] = self.entity_label(ent) if ent >= 0 else None
+        if isinstance(exp.get("relation"), int):
+            exp.setdefault("relation_name", self.relation_label(exp["relation"]))
+        if isinstance(exp.get("relations"), list) and isinstance(exp.get("tails"), list):
+            exp["relation_names"] = [self.relation_label(int(r)) for r in exp["relations"]]
+            exp["tail_entities"] = [self.entity_label(int(t)) for t in exp["tails"]]
+        facts = exp.get("facts")
+        if isinstance(facts, list) and all(isinstance(f, list) and len(f) == 3
+                                           and all(isinstance(x, int) for x in f) for f in facts):
+            exp["facts"] = [self._fact(*f) for f in facts]
+        return exp
 
     def _lines(self, exp: dict[str, Any]) -> list[str]:
         """Readable lines of explanations that came without them (JNSKR, HKRM)."""
