@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import random
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -120,28 +122,65 @@ def ensure_runs(args) -> dict[str, Path]:
     return runs
 
 
-def sequential(base: str, run: str, users: list[str], n: int, rng: random.Random) -> dict:
-    lat, app, errors = [], [], 0
-    with httpx.Client(base_url=base, timeout=30) as c:
-        for _ in range(20):  # warm-up
-            c.get("/recommend", params={"user": rng.choice(users), "k": 10, "run": run})
-        for _ in range(n):
-            t0 = time.perf_counter()
-            r = c.get("/recommend", params={"user": rng.choice(users), "k": 10, "run": run})
-            lat.append(time.perf_counter() - t0)
-            app.append(float(r.headers.get("server-timing", "dur=nan").split("dur=")[1]) / 1000)
-            errors += r.status_code != 200
-    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "app_p50": pct(app, 50),
-            "app_p99": pct(app, 99), "errors": errors, "n": n}
+class Conn:
+    """A minimal HTTP/1.1 keep-alive client connection (asyncio streams): the load
+    generator must cost far less than the server, which httpx at 1,000 connections on a
+    2-core machine does not."""
+
+    def __init__(self, port: int, timeout: float) -> None:
+        self.port, self.timeout, self.reader, self.writer = port, timeout, None, None
+
+    async def request(self, method: str, path: str, params=None, body=None):
+        """``(status, headers, body)``; raises ``OSError``/``asyncio.TimeoutError`` when
+        the connection fails or the answer is late."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.port), self.timeout)
+        target = path + ("?" + urlencode(params) if params else "")
+        data = b"" if body is None else json.dumps(body).encode()
+        head = (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(data)}\r\n"
+                + ("Content-Type: application/json\r\n" if body is not None else "") + "\r\n")
+        self.writer.write(head.encode() + data)
+        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), self.timeout)
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in lines[1:] if line)}
+        content = await asyncio.wait_for(
+            self.reader.readexactly(int(headers.get("content-length", 0))), self.timeout)
+        return status, headers, content
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
-async def _fire(client: httpx.AsyncClient, method: str, path: str, params=None, json=None):
+async def _fire(conn: Conn, method: str, path: str, params=None, body=None):
     t0 = time.perf_counter()
     try:
-        r = await client.request(method, path, params=params, json=json)
-        return f"{method} {path}", r.status_code, time.perf_counter() - t0
-    except httpx.HTTPError:
+        status, _, _ = await conn.request(method, path, params, body)
+        return f"{method} {path}", status, time.perf_counter() - t0
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+        conn.close()
         return f"{method} {path}", None, time.perf_counter() - t0
+
+
+async def sequential(port: int, run: str, users: list[str], n: int, rng: random.Random) -> dict:
+    lat, app, errors = [], [], 0
+    conn = Conn(port, 30)
+    for _ in range(20):  # warm-up
+        await conn.request("GET", "/recommend", {"user": rng.choice(users), "k": 10, "run": run})
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, headers, _ = await conn.request(
+            "GET", "/recommend", {"user": rng.choice(users), "k": 10, "run": run})
+        lat.append(time.perf_counter() - t0)
+        app.append(float(headers.get("server-timing", "dur=nan").split("dur=")[1]) / 1000)
+        errors += status != 200
+    conn.close()
+    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "app_p50": pct(app, 50),
+            "app_p99": pct(app, 99), "errors": errors, "n": n}
 
 
 def summarise(results, wall: float) -> dict:
@@ -154,15 +193,18 @@ def summarise(results, wall: float) -> dict:
             "dropped": sum(1 for s in codes if s is None)}
 
 
-async def burst(base: str, run: str, users: list[str], n: int, rng: random.Random,
+async def burst(port: int, run: str, users: list[str], n: int, rng: random.Random,
                 timeout: float) -> dict:
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as c:
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*[
-            _fire(c, "GET", "/recommend", {"user": rng.choice(users), "k": 10, "run": run})
-            for _ in range(n)])
-        return summarise(results, time.perf_counter() - t0)
+    """``n`` requests sent at once, each on its own connection."""
+    conns = [Conn(port, timeout) for _ in range(n)]
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*[
+        _fire(c, "GET", "/recommend", {"user": rng.choice(users), "k": 10, "run": run})
+        for c in conns])
+    wall = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    return summarise(results, wall)
 
 
 def mixed_request(rng: random.Random, runs: list[str], users: dict, items: dict, rels: dict):
@@ -190,20 +232,22 @@ def mixed_request(rng: random.Random, runs: list[str], users: dict, items: dict,
                                 "k": 10, "run": kg_run}, None
 
 
-async def mixed(base: str, n: int, concurrency: int, rng: random.Random, runs, users, items, rels,
+async def mixed(port: int, n: int, concurrency: int, rng: random.Random, runs, users, items, rels,
                 timeout: float) -> tuple[dict, dict]:
     reqs = [mixed_request(rng, runs, users, items, rels) for _ in range(n)]
     queue = list(reversed(reqs))
     results = []
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=timeout, limits=limits) as c:
-        async def worker():
-            while queue:
-                method, path, params, body = queue.pop()
-                results.append(await _fire(c, method, path, params, body))
-        t0 = time.perf_counter()
-        await asyncio.gather(*[worker() for _ in range(concurrency)])
-        wall = time.perf_counter() - t0
+
+    async def worker():
+        conn = Conn(port, timeout)
+        while queue:
+            method, path, params, body = queue.pop()
+            results.append(await _fire(conn, method, path, params, body))
+        conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    wall = time.perf_counter() - t0
     per = {}
     for path in sorted({p for p, _, _ in results}):
         per[path] = summarise([r for r in results if r[0] == path], wall)
@@ -272,21 +316,21 @@ def main() -> None:
                 for r in names if info[r]["completes"]}
         seq = {}
         for model, path in runs.items():
-            seq[model] = s = sequential(base, path.name, users[path.name], args.seq, rng)
+            seq[model] = s = asyncio.run(sequential(port, path.name, users[path.name], args.seq, rng))
             print(f"concurrency 1, {model}: p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms (in the "
                   f"app: {s['app_p50']:.2f}, {s['app_p99']:.2f}), errors {s['errors']}/{s['n']}",
                   flush=True)
         bursts = {}
         for model, path in runs.items():
             cpu0 = cpu_seconds(proc.pid)
-            bursts[model] = b = asyncio.run(burst(base, path.name, users[path.name], args.burst,
+            bursts[model] = b = asyncio.run(burst(port, path.name, users[path.name], args.burst,
                                                   rng, args.timeout))
             b["cpu_ms"] = (cpu_seconds(proc.pid) - cpu0) * 1000 / b["n"]
             print(f"burst of {b['n']}, {model}: {b['rps']:.0f} req/s, p50 {b['p50']:.0f} ms, "
                   f"p99 {b['p99']:.0f} ms, 5xx {b['5xx']}, other errors {b['other_errors']}, "
                   f"dropped {b['dropped']}, server CPU {b['cpu_ms']:.2f} ms/request", flush=True)
         cpu0 = cpu_seconds(proc.pid)
-        mix, per = asyncio.run(mixed(base, args.mixed, args.concurrency, rng, names, users, items,
+        mix, per = asyncio.run(mixed(port, args.mixed, args.concurrency, rng, names, users, items,
                                      rels, args.timeout))
         mix["cpu_ms"] = (cpu_seconds(proc.pid) - cpu0) * 1000 / mix["n"]
         print(f"mixed {mix['n']} at concurrency {args.concurrency}: {mix['rps']:.0f} req/s, "
@@ -307,7 +351,8 @@ def main() -> None:
             f"Command: `KGREC_DATA=../shared/data {cmd.strip()}`; {date};"
             f" machine: {machine()}. Server: `kgrec serve` with the four Last.FM runs "
             f"({args.epochs} training epoch(s) each; latency does not depend on quality), pinned to "
-            "one core, one torch thread; the client (httpx) on the other cores. Latencies in ms, "
+            "one core, one torch thread; the client (asyncio streams, HTTP/1.1) on the other core. "
+            "Latencies in ms, "
             "client-side (request sent to answer read) and, for concurrency 1, in the app (its "
             "`Server-Timing` header: request received to answer started).",
             "",

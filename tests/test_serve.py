@@ -255,7 +255,7 @@ def test_page_docs_and_openapi(client):
 
 
 # ---- every error path ----------------------------------------------------------------
-@pytest.mark.parametrize("method,path,kw,status,message", [
+ERRORS = [
     ("get", "/recommend", {"params": {"user": "nobody"}}, 404, "unknown user 'nobody'"),
     ("get", "/recommend", {"params": {"user": "999"}}, 404, "unknown user"),
     ("get", "/recommend", {"params": {"user": "3", "run": "nope"}}, 404, "unknown run 'nope'"),
@@ -294,7 +294,10 @@ def test_page_docs_and_openapi(client):
     ("get", "/complete", {"params": {"head": "1", "relation": "0", "k": 0, "run": "ktup"}}, 422, "k"),
     ("get", "/no-such-page", {}, 404, "Not Found"),
     ("delete", "/recommend", {}, 405, "Method Not Allowed"),
-])
+]
+
+
+@pytest.mark.parametrize("method,path,kw,status,message", ERRORS)
 def test_error_paths(client, method, path, kw, status, message):
     r = client.request(method.upper(), path, **kw)
     assert r.status_code == status, r.text
@@ -360,11 +363,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run_dirs, port, env=None, token=None):
+def start_server(run_dirs, port, env=None, token=None, extra=()):
     """``kgrec serve RUN...`` on 127.0.0.1:PORT; returns the process once /health answers."""
     import httpx
 
-    cmd = [sys.executable, "-m", "kgrec.cli", "serve", *map(str, run_dirs), "--port", str(port)]
+    cmd = [sys.executable, "-m", "kgrec.cli", "serve", *map(str, run_dirs), "--port", str(port),
+           *extra]
     if token:
         cmd += ["--token", token]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -392,20 +396,53 @@ def stop_server(proc) -> None:
 
 
 def test_kgrec_serve_process(runs):
+    """``kgrec serve`` on a free loopback port: every endpoint answers, every error path
+    gives its status and JSON error, the token comes from $KGREC_TOKEN."""
     import httpx
 
     port = free_port()
-    proc = start_server([runs["mkr"], runs["ktup"]], port, env={"KGREC_TOKEN": TOKEN})
+    proc = start_server([runs["mkr"], runs["ktup"], runs["transe"]], port,
+                        env={"KGREC_TOKEN": TOKEN}, extra=["--max-body", "4096", "--max-batch", "50"])
     try:
         url = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{url}/models").status_code == 401  # token from $KGREC_TOKEN
-        h = {"Authorization": f"Bearer {TOKEN}"}
-        r = httpx.get(f"{url}/recommend", params={"user": "3", "k": 3, "run": "ktup"}, headers=h)
-        assert r.status_code == 200 and len(r.json()["items"]) == 3
-        r = httpx.get(f"{url}/recommend", params={"user": "zzz"}, headers=h)
-        assert r.status_code == 404 and json.loads(r.text)["error"] == "unknown user 'zzz'"
+        assert httpx.get(f"{url}/models").status_code == 401
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+            for method, path, kw in [
+                ("GET", "/", {}), ("GET", "/docs", {}), ("GET", "/openapi.json", {}),
+                ("GET", "/static/app.js", {}), ("GET", "/health", {}), ("GET", "/models", {}),
+                ("GET", "/users", {"params": {"run": "ktup"}}),
+                ("GET", "/recommend", {"params": {"user": "3", "k": 3, "explain": "true"}}),
+                ("POST", "/recommend", {"json": {"users": ["3", "4"]}, "params": {"run": "ktup"}}),
+                ("POST", "/score", {"json": {"pairs": [{"user": "3", "item": "5"}]}}),
+                ("GET", "/explain", {"params": {"user": "3", "item": "5", "run": "ktup"}}),
+                ("GET", "/similar", {"params": {"item": "5"}}),
+                ("GET", "/item", {"params": {"item": "5"}}),
+                ("GET", "/complete", {"params": {"head": "5", "relation": "0", "run": "transe"}}),
+                ("GET", "/complete", {"params": {"tail": "45", "relation": "1", "run": "ktup"}}),
+            ]:
+                r = c.request(method, path, **kw)
+                assert r.status_code == 200, (path, r.text)
+            r = c.get("/recommend", params={"user": "3", "k": 3, "run": "ktup"})
+            assert len(r.json()["items"]) == 3
+            for method, path, kw, status, message in ERRORS:
+                r = c.request(method.upper(), path, **kw)
+                assert r.status_code == status, (path, kw, r.text)
+                assert message in json.loads(r.text)["error"]
     finally:
         stop_server(proc)
+
+
+def test_runs_load_with_weights_only(runs, monkeypatch):
+    calls = []
+    real = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    Engine.load(runs["ktup"])
+    assert calls and all(w is True for w in calls)
 
 
 def test_kgrec_serve_bad_run_dir(tmp_path, capsys):

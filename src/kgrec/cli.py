@@ -162,6 +162,7 @@ def serve(
                                               "requires (default $KGREC_TOKEN; none: open)")] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
     max_body: Annotated[int, typer.Option(help="largest request body in bytes (413 above)")] = 1 << 20,
+    max_batch: Annotated[int, typer.Option(help="most users or pairs in one request (413 above)")] = 1000,
     data_dir: DataDir = None,
 ) -> None:
     """Serve runs over HTTP: recommendations, scores, explanations, similar items, KG
@@ -175,7 +176,8 @@ def serve(
     from kgrec.serve.app import create_app
 
     torch.set_num_threads(threads)
-    web = create_app(run_dirs, token=token or None, data_dir=data_dir, max_body=max_body)
+    web = create_app(run_dirs, token=token or None, data_dir=data_dir, max_body=max_body,
+                     max_batch=max_batch)
     names = ", ".join(e.name for e in web.state.engines)
     typer.echo(f"kgrec serve: {names} loaded in {time.perf_counter() - t0:.1f}s; "
                f"http://{host}:{port}/ (API docs: /docs)", err=True)
