@@ -39,7 +39,6 @@ from urllib.parse import urlencode
 
 import httpx
 import numpy as np
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("mkr", "bprmf", "jnskr", "ktup")
@@ -255,17 +254,10 @@ async def mixed(port: int, n: int, concurrency: int, rng: random.Random, runs, u
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from kgrec.utils import machine_description
+
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
-            f"{platform.python_version()}, load average at the end {load}")
+    return f"{machine_description()}, Python {platform.python_version()}, load average at the end {load}"
 
 
 def main() -> None:

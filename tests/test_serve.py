@@ -337,11 +337,9 @@ def test_no_5xx_on_odd_ids(client):
 # ---- export --------------------------------------------------------------------------
 def test_export_embeddings(runs, tmp_path, capsys):
     out = tmp_path / "emb.npz"
-    argv = ["kgrec", "export", str(runs["mkr"]), "--embeddings", str(out)]
+    argv = ["export", str(runs["mkr"]), "--embeddings", str(out)]
     with pytest.raises(SystemExit) as e:
-        sys.argv = argv
-        main()
-        raise SystemExit(0)
+        main(argv)
     assert e.value.code == 0
     z = np.load(out)
     assert str(z["scoring"]) == "dot" and z["users"].shape[0] == len(z["user_ids"]) == 30
@@ -350,9 +348,8 @@ def test_export_embeddings(runs, tmp_path, capsys):
         want = rec.model.score_all(torch.arange(30)).numpy()
     np.testing.assert_allclose(z["users"] @ z["items"].T, want, rtol=1e-4, atol=1e-5)
     assert z["entities"].shape[0] == len(z["entity_ids"])
-    sys.argv = argv  # refuses to overwrite
-    with pytest.raises(SystemExit) as e:
-        main()
+    with pytest.raises(SystemExit) as e:  # refuses to overwrite
+        main(argv)
     assert e.value.code == 2 and "--force" in capsys.readouterr().err
 
 
@@ -446,9 +443,8 @@ def test_runs_load_with_weights_only(runs, monkeypatch):
 
 
 def test_kgrec_serve_bad_run_dir(tmp_path, capsys):
-    sys.argv = ["kgrec", "serve", str(tmp_path / "none"), "--port", str(free_port())]
     with pytest.raises(SystemExit) as e:
-        main()
+        main(["serve", str(tmp_path / "none"), "--port", str(free_port())])
     assert e.value.code == 2 and "checkpoint not found" in capsys.readouterr().err
 
 
