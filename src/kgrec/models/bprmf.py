@@ -19,7 +19,8 @@ coordinate ~``1/sqrt(dim)`` (0.1 at dim 100), so initial scores carry noise of s
 while Adam at lr 1e-3 moves a row by ~1e-3 per update and a Last.FM user row gets ~16
 updates per epoch: the noise dominated for several epochs (valid Recall@10 0.002-0.006 for
 8 epochs at lr 1e-3). With Xavier-normal rows (std ~0.03 users, ~0.02 items) the noise is
-~10x smaller and BPRMF learns from the first epoch (docs/results.md, issue 10).
+~10x smaller: valid Recall@10 0.125 after 4 epochs and 0.206 after 10, against 0.004 and
+0.042 with unit rows (docs/results.md, issue 10).
 Parameter names ``user_emb`` / ``item_emb`` are shared by the models that warm-start from a
 BPRMF checkpoint (``user_emb.weight``, ``item_emb.weight``).
 """
