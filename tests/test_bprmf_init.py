@@ -30,7 +30,7 @@ def test_init_scales():
 def test_bprmf_learns_in_its_first_epochs_on_lastfm(real_data, tmp_path):
     """At lr 1e-3 the unit-norm rows left valid Recall@10 at 0.002-0.006 for 8 epochs
     (issue 10; 0.0037 after 4 epochs); with the default initialisation 4 epochs reach 0.125."""
-    raw = {  # configs/bprmf-lastfm.yaml at lr 1e-3
+    raw = {  # the bprmf-lastfm preset at lr 1e-3
         "model": "bprmf", "model_args": {"dim": 100, "l2": 0.01},
         "data": {"dataset": "lastfm", "layout": "processed", "split": "per_user",
                  "ratios": [0.7, 0.1, 0.2], "negatives": "drop"},

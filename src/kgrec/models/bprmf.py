@@ -67,7 +67,7 @@ def mf_embedding(n: int, dim: int, init: str) -> nn.Embedding:
     return emb
 
 
-@register_model("bprmf")
+@register_model("bprmf", paper="Rendle et al., UAI 2009 (BPR)")
 class BPRMF(Model):
     """Matrix factorisation with the BPR pairwise loss; ``score = u^T i``."""
 

@@ -68,6 +68,8 @@ class Trainer:
 
     Examples seen per task (rows of the batches: rec pairs, KG triples) are counted in
     ``state.examples`` and, cumulatively, in each history row as ``examples_TASK``.
+        on_epoch: called after every epoch (and its checkpoint) with the epoch's history row,
+            the whole history and whether the epoch is the new validation best.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Trainer:
         joint: bool = False,
         kge_interval: int | None = None,
         max_examples: dict[str, int] | None = None,
+        on_epoch: Callable[[dict, list[dict], bool], None] | None = None,
     ) -> None:
         self.model = model
         self.samplers = samplers
@@ -101,6 +104,7 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.stopper = EarlyStopper(patience=patience)
         self.eval_every = max(1, int(eval_every))
+        self.on_epoch = on_epoch
         self.state = TrainState()
         self.extra_state = extra_state or {}
         self.main_task = model.tasks[0]
@@ -226,14 +230,18 @@ class Trainer:
                        or self.budget_spent())
                 metrics = self.validate() if due else {}
                 value = metrics.get(self.monitor, math.nan)
-                if due and self.stopper.update(value, epoch):
+                improved = due and self.stopper.update(value, epoch)
+                if improved:
                     self.state.best_state = copy.deepcopy(self.model.state_dict())
                 self.state.epoch = epoch + 1
                 seen = {f"examples_{t}": n for t, n in self.state.examples.items()}
                 self.state.history.append({"epoch": epoch, **losses, **seen,
-                                           **{f"valid_{k}": v for k, v in metrics.items()}})
+                                           **{f"valid_{k}": v for k, v in metrics.items()},
+                                           "seconds": round(time.perf_counter() - t0, 3)})
                 if self.checkpoint is not None:
                     save_checkpoint(self.checkpoint, self.state_dict())
+                if self.on_epoch is not None:
+                    self.on_epoch(self.state.history[-1], self.state.history, improved)
                 bar.update(1)
                 bar.set_postfix({self.monitor: f"{value:.4f}", **{k: f"{v:.4f}" for k, v in losses.items()}})
                 if self.stop_after is not None and self.state.epoch >= self.stop_after:
