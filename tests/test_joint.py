@@ -164,3 +164,15 @@ def test_kge_interval_runs_whole_kg_passes_every_t_epochs(tiny_processed, tmp_pa
     steps.clear()
     tr.train_epoch(1)
     assert steps == ["rec"] * n_rec_steps
+
+
+def test_lambda_as_step_share_must_match_the_schedule(tiny_processed):
+    args = {"joint_lambda": 0.7, "joint_weighting": "steps"}
+    cfg = _cfg(tiny_processed, model_args=args)
+    model = build_model(cfg, *prepare_data(cfg))
+    with pytest.warns(LossWeightWarning, match="shares of steps"):
+        check_schedule(cfg, model)  # default schedule: one step each
+    ok = _cfg(tiny_processed, model_args=args, schedule=[["rec", 7], ["kg", 3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LossWeightWarning)
+        assert check_schedule(ok, model) == [("rec", 7), ("kg", 3)]

@@ -76,6 +76,11 @@ class Model(nn.Module):
         optimiser (``train.joint``); the experiment warns otherwise."""
         return {}
 
+    def step_shares(self) -> dict[str, float]:
+        """Shares of the alternating steps a loss weight asks for (KTUP's lambda read as the
+        authors' share of steps); the experiment warns when the schedule gives others."""
+        return {}
+
     def sampler_defaults(self, task: str) -> dict[str, Any]:
         """Sampler options this model needs for ``task`` (the config's options win)."""
         return {}

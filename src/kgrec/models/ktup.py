@@ -18,7 +18,8 @@
   lambda 0.05 / 0.3 / 0.7 gave the same run), and the experiment warns. The authors' code
   instead realises lambda as the share of steps (``10 lambda`` rec steps in every 10):
   ``joint_weighting="steps"`` returns the unweighted losses and a schedule such as
-  ``[[rec, 7], [kg, 3]]`` (alternating, ``train.joint: false``) gives that reading.
+  ``[[rec, 7], [kg, 3]]`` (alternating, ``train.joint: false``) gives that reading (the
+  experiment warns when the schedule's shares differ from lambda, :meth:`step_shares`).
 * Warm start (Section 6.3): ``pretrained`` names one or more kgrec checkpoints
   (``{"model": state_dict, ...}``, loaded with ``weights_only=True``); every tensor whose
   name and shape match one of KTUP's parameters is copied: ``user_emb.weight``,
@@ -139,6 +140,12 @@ class KTUP(PreferenceTranslation, TransH):
     def task_weights(self) -> dict[str, float]:
         """``{rec: lambda, kg: 1 - lambda}`` under ``joint_weighting="loss"`` (Eq. 21)."""
         if self.joint_weighting != "loss":
+            return {}
+        return {"rec": self.joint_lambda, "kg": 1.0 - self.joint_lambda}
+
+    def step_shares(self) -> dict[str, float]:
+        """``{rec: lambda, kg: 1 - lambda}`` under ``joint_weighting="steps"``."""
+        if self.joint_weighting != "steps":
             return {}
         return {"rec": self.joint_lambda, "kg": 1.0 - self.joint_lambda}
 

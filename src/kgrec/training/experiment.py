@@ -89,7 +89,18 @@ def check_schedule(cfg: RunConfig, model: Model) -> list[tuple[str, int]]:
     if tc.joint and tc.schedule is not None and any(n != 1 for _, n in tc.schedule):
         raise ConfigError(f"train.joint sums one batch of every task per step; train.schedule "
                           f"{tc.schedule} cannot apply (set train.schedule=null)")
-    return tc.schedule or default_schedule(model.tasks)
+    schedule = tc.schedule or default_schedule(model.tasks)
+    shares = model.step_shares()
+    if shares:
+        total = sum(n for _, n in schedule)
+        given = {t: sum(n for task, n in schedule if task == t) / total for t in shares}
+        if tc.joint or tc.kge_interval is not None or any(
+                abs(given[t] - w) > 1e-6 for t, w in shares.items()):
+            warnings.warn(
+                f"{cfg.model}: the model reads its loss weight as shares of steps {shares}, but the "
+                f"training gives {'joint steps' if tc.joint else given}; set train.schedule to "
+                "those shares (e.g. [[rec, 7], [kg, 3]] for 0.7)", LossWeightWarning, stacklevel=2)
+    return schedule
 
 
 def set_threads(n: int | None) -> None:
