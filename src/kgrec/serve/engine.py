@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kgrec.errors import KGRecError
-from kgrec.recommend import Recommender
+from kgrec.recommend import IdIndex, Recommender, fact_line
 
 PROFILE_USERS = 1024
 
@@ -42,10 +42,6 @@ class NotFound(KGRecError):
 
 class Unsupported(KGRecError):
     """The run's model cannot answer this request (HTTP 422)."""
-
-
-def _labels(names: list[str] | None) -> dict[str, int]:
-    return {} if names is None else {str(n): k for k, n in enumerate(names)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -174,8 +170,8 @@ class Engine:
         self.model, self.dataset = rec.model.eval(), rec.dataset
         ds = self.dataset
         self.n_users, self.n_items = ds.n_users, ds.n_items
-        self._users, self._items = _labels(ds.user_ids), _labels(ds.item_ids)
-        self._entities, self._relations = _labels(ds.entity_ids), _labels(ds.relation_names)
+        self._entities = IdIndex(ds.entity_ids, ds.n_entities, "entity")
+        self._relations = IdIndex(ds.relation_names, ds.n_relations, "relation")
         self.entity_item = ds.entity_items()
         with torch.inference_mode():
             self.plan = _make_plan(self.model, self.n_users, self.n_items)
@@ -259,25 +255,24 @@ class Engine:
 
     # ---- ids ------------------------------------------------------------------------
     @staticmethod
-    def _resolve(value: str | int, table: dict[str, int], n: int, what: str) -> int:
-        text = str(value)
-        if text in table:
-            return table[text]
-        if text.isdigit() and int(text) < n:  # an index, as kgrec.recommend.resolve_id reads it
-            return int(text)
-        raise NotFound(f"unknown {what} {value!r}")
+    def _resolve(index: IdIndex, value: str | int) -> int:
+        """The data's own id when it has ids, else an index (:class:`IdIndex`); 404."""
+        try:
+            return index(value)
+        except KGRecError as e:
+            raise NotFound(str(e)) from None
 
     def user_index(self, user: str | int) -> int:
-        return self._resolve(user, self._users, self.n_users, "user")
+        return self._resolve(self.rec.user_index, user)
 
     def item_index(self, item: str | int) -> int:
-        return self._resolve(item, self._items, self.n_items, "item")
+        return self._resolve(self.rec.item_index, item)
 
     def entity_index(self, entity: str | int) -> int:
-        return self._resolve(entity, self._entities, self.dataset.n_entities, "entity")
+        return self._resolve(self._entities, entity)
 
     def relation_index(self, relation: str | int) -> int:
-        return self._resolve(relation, self._relations, self.dataset.n_relations, "relation")
+        return self._resolve(self._relations, relation)
 
     def user_label(self, u: int) -> str:
         return self.rec.user_label(u)
@@ -349,7 +344,8 @@ class Engine:
         out = []
         for row, (u, items, vals) in enumerate(zip(idx, indices, values, strict=True)):
             n = int(min(k, counts[row]))
-            recs = [{"rank": r + 1, "item": self.item_label(i), "item_index": i, "score": v}
+            recs = [{"rank": r + 1, "item": self.item_label(i), "name": self.rec.item_name(i),
+                     "item_index": i, "score": v}
                     for r, (i, v) in enumerate(zip(items[:n], vals[:n], strict=True))]
             if explain:
                 for rec in recs:
@@ -373,13 +369,13 @@ class Engine:
             with torch.inference_mode():
                 exp = _jsonable(self.rec.explain(self.user_label(u), self.item_label(i)))
             exp.setdefault("lines", [])
-            if not exp["lines"]:
-                exp["lines"] = self._lines(exp)
             exp.setdefault("source", "model")
             return self._named(exp)
         facts = self.neighbours(i, limit=5)
-        return {"source": "kg facts of the item", "facts": facts,
-                "lines": [f"fact: {f['head']} --{f['relation']}--> {f['tail']}" for f in facts]}
+        return {"available": False, "source": "kg facts of the item",
+                "note": f"model {self.model.name!r} has no explanation of its own; these are "
+                        "the item's KG facts", "facts": facts,
+                "lines": [f"fact: {f['line']}" for f in facts]}
 
     def _named(self, exp: dict[str, Any]) -> dict[str, Any]:
         """Internal indices of an explanation replaced by the data's ids (indices kept
@@ -402,23 +398,6 @@ class Engine:
             exp["facts"] = [self._fact(*f) for f in facts]
         return exp
 
-    def _lines(self, exp: dict[str, Any]) -> list[str]:
-        """Readable lines of explanations that came without them (JNSKR, HKRM)."""
-        lines = []
-        if "weights" in exp and "relations" in exp and "tails" in exp:  # JNSKR attention
-            w = np.asarray(exp["weights"], dtype=float)
-            head = self.entity_label(exp["entity"]) if exp.get("entity", -1) >= 0 else "item"
-            for j in np.argsort(-w)[:5]:
-                lines.append(f"attention {w[j]:.3f}: {head} --{self.relation_label(exp['relations'][j])}"
-                             f"--> {self.entity_label(exp['tails'][j])}")
-        if "fields" in exp and "user_distribution" in exp:  # HKRM
-            pu = np.asarray(exp["user_distribution"], dtype=float)
-            pi = np.asarray(exp["item_distribution"], dtype=float)
-            for j in np.argsort(-(pu * pi))[:3]:
-                lines.append(f"attribute {self.relation_label(exp['fields'][j])}: user preference "
-                             f"{pu[j]:.3f}, item importance {pi[j]:.3f}")
-        return lines
-
     # ---- items and the KG -----------------------------------------------------------
     def item_entity(self, i: int) -> int:
         return int(self.dataset.item_entity[i])
@@ -437,7 +416,7 @@ class Engine:
 
     def _fact(self, h: int, r: int, t: int) -> dict[str, Any]:
         out = {"head": self.entity_label(h), "relation": self.relation_label(r),
-               "tail": self.entity_label(t)}
+               "tail": self.entity_label(t), "line": fact_line(self.dataset, h, r, t)}
         for side, e in (("head_item", h), ("tail_item", t)):
             if self.entity_item[e] >= 0:
                 out[side] = self.item_label(int(self.entity_item[e]))
@@ -446,7 +425,7 @@ class Engine:
     def item(self, item: str | int, limit: int = 50) -> dict[str, Any]:
         i = self.item_index(item)
         ent = self.item_entity(i)
-        return {"item": self.item_label(i), "item_index": i,
+        return {"item": self.item_label(i), "item_index": i, "name": self.rec.item_name(i),
                 "entity": self.entity_label(ent) if ent >= 0 else None,
                 "neighbours": self.neighbours(i, limit)}
 
@@ -461,7 +440,8 @@ class Engine:
             sim = self.item_vectors @ self.item_vectors[i]
             sim[i] = -torch.inf
             top = torch.topk(sim, min(k, self.n_items - 1))
-        return [{"rank": r + 1, "item": self.item_label(j), "item_index": j, "similarity": s}
+        return [{"rank": r + 1, "item": self.item_label(j), "name": self.rec.item_name(j),
+                 "item_index": j, "similarity": s}
                 for r, (j, s) in enumerate(zip(top.indices.tolist(), top.values.tolist(),
                                                strict=True))]
 

@@ -31,8 +31,8 @@ function el(tag, text, cls) {
   return e;
 }
 
-function itemButton(label) {
-  const b = el("button", label, "item-link");
+function itemButton(label, name) {
+  const b = el("button", name && name !== label ? `${name} (${label})` : label, "item-link");
   b.type = "button";
   b.dataset.item = label;
   b.addEventListener("click", () => showItem(label));
@@ -85,7 +85,7 @@ async function recommend() {
     for (const r of body.items) {
       const li = el("li");
       li.className = "rec";
-      li.appendChild(itemButton(r.item));
+      li.appendChild(itemButton(r.item, r.name));
       li.appendChild(el("span", `${body.score} ${r.score.toFixed(4)}`, "score"));
       const lines = (r.explanation && r.explanation.lines) || [];
       if (lines.length) {
@@ -102,6 +102,7 @@ async function recommend() {
 async function showItem(item) {
   $("item-pane").hidden = false;
   $("item-name").textContent = item;
+  $("item-name").dataset.item = item;
   try {
     const [sim, info] = await Promise.all([api("/similar", { item, k: 10 }), api("/item", { item })]);
     $("item-entity").textContent = info.entity === null ? "no KG entity" : `KG entity ${info.entity}`;
@@ -111,14 +112,14 @@ async function showItem(item) {
     for (const s of sim.items) {
       const li = el("li");
       li.className = "similar";
-      li.appendChild(itemButton(s.item));
+      li.appendChild(itemButton(s.item, s.name));
       li.appendChild(el("span", s.similarity.toFixed(3), "score"));
       ol.appendChild(li);
     }
     const ul = $("neighbours");
     ul.innerHTML = "";
     for (const f of info.neighbours) {
-      ul.appendChild(el("li", `${f.head} —${f.relation}→ ${f.tail}`, "neighbour"));
+      ul.appendChild(el("li", f.line, "neighbour"));
     }
     if (!info.neighbours.length) ul.appendChild(el("li", "none", "note"));
   } catch (e) { status(e.message, true); }
