@@ -42,8 +42,7 @@ def worker(case: str, epochs: int, device: str, out: Path) -> None:
     from kgrec.config import load_config
     from kgrec.data.samplers import make_sampler
     from kgrec.training import distributed as distr
-    from kgrec.training.experiment import _device, build_model, make_optimizer, prepare_data
-    from kgrec.training.schedule import default_schedule
+    from kgrec.training.experiment import _device, build_model, check_schedule, make_optimizers, prepare_data
     from kgrec.training.trainer import Trainer
 
     cfg = load_config(preset(case), ["train.threads=1"])
@@ -54,11 +53,11 @@ def worker(case: str, epochs: int, device: str, out: Path) -> None:
     model = build_model(cfg, dataset, split).to(dev)
     samplers = {t: make_sampler(model.task_samplers[t], dataset, split,
                                 cfg.train.for_task(cfg.train.batch_size, t),
-                                **cfg.train.sampler_options.get(t, {})) for t in model.tasks}
-    opts = {t: make_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.for_task(cfg.train.lr, t))
-            for t in model.tasks}
-    trainer = Trainer(model, samplers, opts, cfg.train.schedule or default_schedule(model.tasks),
-                      validate=dict, monitor="x", epochs=epochs + 1, patience=0, progress=False)
+                                **{**model.sampler_defaults(t), **cfg.train.sampler_options.get(t, {})})
+                for t in model.tasks}
+    trainer = Trainer(model, samplers, make_optimizers(cfg, model), check_schedule(cfg, model),
+                      validate=dict, monitor="x", epochs=epochs + 1, patience=0, progress=False,
+                      joint=cfg.train.joint, kge_interval=cfg.train.kge_interval)
     trainer._wrap()
     trainer.train_epoch(0)  # warm-up
     distr.barrier()

@@ -24,8 +24,15 @@ import torch.multiprocessing as mp
 from kgrec.config import load_config
 from kgrec.data.samplers import make_sampler
 from kgrec.training import distributed as distr
-from kgrec.training.experiment import build_model, evaluate, load_run, make_optimizer, prepare_data, run
-from kgrec.training.schedule import default_schedule
+from kgrec.training.experiment import (
+    build_model,
+    check_schedule,
+    evaluate,
+    load_run,
+    make_optimizers,
+    prepare_data,
+    run,
+)
 from kgrec.training.trainer import Trainer
 
 from .conftest import REPO, write_processed
@@ -38,6 +45,9 @@ MODELS = {
     # corrupt "both": the default draws a head-or-tail coin per triple in forward (like dropout)
     "ktup": ({"dim": 8, "l2": 1e-3, "corrupt": "both"}, {"lr": 0.01, "schedule": [["rec", 1], ["kg", 1]]},
              {"protocols": ["topk", "kg"], "ks": [1, 5]}, [0.8, 0.1, 0.1]),
+    # one optimiser over the sum of both tasks' losses (train.joint): one DDP forward per step
+    "mkr-joint": ({"dim": 4, "n_low_layers": 1, "l2_weight": 0.0}, {"lr": 0.01, "joint": True},
+                  {"protocols": ["ctr"]}, None),
     "jnskr": ({"dim": 8, "dropout": 0.0, "kg_dropout": 0.0, "c0": 5.0, "c1": 10.0},
               {"lr": 0.05, "optimizer": "adagrad", "batch_size": 9},
               {"protocols": ["topk"], "ks": [1, 5]}, None),
@@ -48,7 +58,7 @@ def config(name: str, folder, epochs: int = 1, **train):
     args, tr, ev, kg_split = MODELS[name]
     monitor = "valid.auc" if "ctr" in ev["protocols"] else "valid.recall@5"
     return load_config(raw={
-        "model": name, "model_args": args,
+        "model": name.split("-")[0], "model_args": args,
         "data": {"dataset": str(folder), "layout": "processed", "kg_split": kg_split},
         "train": {"epochs": epochs, "batch_size": 33, "patience": 10, "threads": 1,
                   "monitor": monitor, **tr, **train},
@@ -63,11 +73,9 @@ def trace_steps(cfg) -> list[torch.Tensor]:
     model = build_model(cfg, dataset, split)
     samplers = {t: make_sampler(model.task_samplers[t], dataset, split, cfg.train.batch_size)
                 for t in model.tasks}
-    opts = {t: make_optimizer(cfg.train.optimizer, model.parameters(), cfg.train.for_task(cfg.train.lr, t))
-            for t in model.tasks}
-    trainer = Trainer(model, samplers, opts, cfg.train.schedule or default_schedule(model.tasks),
+    trainer = Trainer(model, samplers, make_optimizers(cfg, model), check_schedule(cfg, model),
                       validate=dict, monitor="x", epochs=cfg.train.epochs, patience=10,
-                      seed=cfg.seed, progress=False)
+                      seed=cfg.seed, progress=False, joint=cfg.train.joint)
     trace = []
     trainer.on_step = lambda task: trace.append(
         torch.cat([p.detach().flatten() for p in model.parameters()]).clone())
