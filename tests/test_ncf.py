@@ -121,6 +121,6 @@ def test_one_step_lowers_the_loss():
 @pytest.mark.slow
 def test_ncf_lastfm_ctr_quality_floor(real_data, tmp_path):
     cfg = load_config(REPO / "src" / "kgrec" / "presets" / "ncf-lastfm.yaml",
-                      ["train.threads=1", "train.epochs=15"])
+                      ["train.threads=1", "train.epochs=15", "eval.protocols=[ctr]"])
     m = run(cfg, tmp_path / "run", real_data, progress=False)
-    assert m["test"]["auc"] >= 0.70
+    assert m["test"]["auc"] >= 0.76  # measured 0.797 (seed 0, docs/results.md)

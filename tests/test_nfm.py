@@ -99,6 +99,6 @@ def test_loss_is_log_loss_plus_l2_and_options_change_it(name):
 @pytest.mark.parametrize("name,floor", [("nfm", 0.70), ("widedeep", 0.70)])
 def test_lastfm_ctr_quality_floor(real_data, tmp_path, name, floor):
     cfg = load_config(REPO / "src" / "kgrec" / "presets" / f"{name}-lastfm.yaml",
-                      ["train.threads=1", "train.epochs=15"])
+                      ["train.threads=1", "train.epochs=15", "eval.protocols=[ctr]"])
     m = run(cfg, tmp_path / "run", real_data, progress=False)
     assert m["test"]["auc"] >= floor

@@ -94,3 +94,22 @@ class WideDeep(PointwiseModel):
         deep = self.w_deep(self.deep(torch.cat([e_u, deep_i], -1))).squeeze(-1)  # Eq. 2
         wide = self.user_w(users).squeeze(-1) + wide_i  # Eq. 1
         return self.bias + wide + deep, e_u.square().sum(-1) + sq  # Eq. 3
+
+    def score_all(self, users: Tensor) -> Tensor:
+        """Every item for each user: the deep channel's first layer splits into a user and
+        an item part (``W [e_u; d_i] = W_u e_u + W_i d_i``), each computed once."""
+        items = torch.arange(self.n_items, device=users.device)
+        deep_i, wide_i, _ = self.item_side(items)
+        first = self.deep[0]
+        d = self.user_emb.embedding_dim
+        item_part = deep_i @ first.weight[:, d:].T + first.bias  # (N, h1)
+        step = max(1, (1 << 19) // max(self.n_items, 1))
+        out = []
+        for k in range(0, len(users), step):
+            u = users[k:k + step]
+            user_part = self.user_emb(u) @ first.weight[:, :d].T  # (b, h1)
+            a = self.deep[1:](user_part.unsqueeze(1) + item_part.unsqueeze(0))
+            deep = self.w_deep(a).squeeze(-1)
+            out.append(self.bias + self.user_w(u) + wide_i.unsqueeze(0) + deep)
+        return torch.cat(out) if out else wide_i.new_zeros((0, self.n_items))
+
