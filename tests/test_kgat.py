@@ -247,3 +247,30 @@ def test_kgat_lastfm_topk_floor(real_data, tmp_path):
                       ["train.threads=1", "train.epochs=8", "train.lr=0.005"])
     m = run(cfg, tmp_path / "run", real_data, progress=False)
     assert m["topk"]["recall@20"] >= 0.18
+
+
+def test_recommendations_explained_by_attention_paths(tmp_path):
+    from kgrec.recommend import Recommender
+
+    from .conftest import write_processed
+
+    tiny = write_processed(tmp_path / "tiny")
+    cfg = load_config(REPO / "src" / "kgrec" / "presets" / "kgat-lastfm.yaml",
+                      ["train.epochs=2", "train.eval_every=1", f"data.dataset={tiny}",
+                       "data.layout=processed"])
+    run(cfg, tmp_path / "run", progress=False)
+    rec = Recommender.from_run(tmp_path / "run")
+    explained = 0
+    for user in range(5):
+        out = rec.recommend(user, k=10, explain=True)
+        assert len(out) == 10
+        for r in out:
+            paths = r["explanation"]["paths"]
+            for p in paths:  # paths of <= 3 CKG edges; an item may have none
+                assert tuple(p["nodes"][0]) == ("user", user)
+                assert tuple(p["nodes"][-1]) == ("item", r["item_index"])
+            lines = r["explanation"]["lines"]
+            assert len(lines) == len(paths)
+            assert all(x.startswith(f"path: user {user} -interact-> item ") for x in lines)
+            explained += bool(paths)
+    assert explained > 0

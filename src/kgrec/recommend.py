@@ -170,6 +170,7 @@ class Recommender:
                 lines.append(f"preference: {rel}" + (f" (weight {w:.3f})" if w is not None else ""))
             if exp.get("facts"):
                 lines += [f"fact: {s}" for s in _fact_lines(dataset, exp["facts"][:5])]
+            lines += [f"path: {p['text']}" for p in exp.get("paths") or [] if "text" in p]
             exp["lines"] = lines
             out.append(exp)
         return out

@@ -311,8 +311,8 @@ class KGAT(Model):
         -interact-> item j -author-> entity e -~author-> item i``) is weighted by the
         product of the attention ``pi`` of its edges. Returns, per item, ``item`` and
         ``paths``: the ``top`` heaviest, each ``{"nodes": [(kind, id), ...], "relations":
-        [name, ...], "weights": [pi, ...], "weight": product}`` with ``kind`` one of
-        ``user``, ``item``, ``entity`` (ids in the dataset's numbering).
+        [name, ...], "weights": [pi, ...], "weight": product, "text": readable}`` with
+        ``kind`` one of ``user``, ``item``, ``entity`` (ids in the dataset's numbering).
         """
         if not 1 <= max_hops <= 3:
             raise ConfigError("max_hops must be 1, 2 or 3")
@@ -369,7 +369,8 @@ class KGAT(Model):
 
     def _path(self, edges: np.ndarray, weight: float, head, rel, tail, att) -> dict[str, Any]:
         nodes = [self._node(int(head[edges[0]]))] + [self._node(int(tail[e])) for e in edges]
-        return {"nodes": nodes,
-                "relations": [self.ckg.relation_name(int(rel[e]), self.relation_names)
-                              for e in edges],
-                "weights": [float(att[e]) for e in edges], "weight": weight}
+        rels = [self.ckg.relation_name(int(rel[e]), self.relation_names) for e in edges]
+        text = f"{nodes[0][0]} {nodes[0][1]}" + "".join(
+            f" -{r}-> {kind} {i}" for r, (kind, i) in zip(rels, nodes[1:], strict=True))
+        return {"nodes": nodes, "relations": rels, "weights": [float(att[e]) for e in edges],
+                "weight": weight, "text": f"{text} (weight {weight:.3g})"}
