@@ -139,6 +139,10 @@ def test_hyper_parameters_change_the_model():
     assert len({tuple(s.tolist()) for s in scores.values()}) == 4
     assert not torch.equal(make(all_hops=False).score(users, items), scores["plus_transform"])
     assert make(n_memory=7).memories.shape[-1] == 7 and make(n_hops=3).memories.shape[1] == 3
+    assert make(sampler="pointwise").task_samplers == {"rec": "pointwise"}
+    assert make().task_samplers == {"rec": "ctr"}
+    with pytest.raises(ConfigError):
+        make(sampler="bpr")
     with pytest.raises(ConfigError):
         make(item_update="sideways")
     with pytest.raises(ConfigError):

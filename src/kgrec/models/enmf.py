@@ -19,7 +19,7 @@ and ``c-_v`` elsewhere, computed as (up to a parameter-free constant)::
 Readings: ``c-_v`` is ``uniform`` (``c0 / |V|`` per item, ENMF's constant weight) or
 ``popularity`` (``c0 f_v^p / sum f^p``, ENMF Section 3.4; the weighting JNSKR uses), so
 ``c0`` is the total negative weight as in JNSKR. Dropout (``dropout``) is applied to the
-batch users' ``p_u`` as in the authors' code; ``l2`` is an L2 term on the batch users' and
+batch users' ``p_u`` (our reading of the authors' code); ``l2`` is an L2 term on the batch users' and
 every item's embedding at every step (the items all enter the Gram term). Users without a
 training positive are not visited (the authors train on the users of the training file).
 ``h`` starts at 0.01 as in the authors' code; embeddings are N(0, 0.01^2) (truncated).

@@ -161,7 +161,8 @@ class KGAT(Model):
         self.register_buffer("edge_tail", edges[:, 2].contiguous(), persistent=False)
         self.register_buffer("item_node", torch.from_numpy(ckg.item_node), persistent=False)
         deg = torch.bincount(edges[:, 0], minlength=ckg.n_nodes).clamp(min=1)
-        # the code's initial A: row-normalised adjacency; then Eq. 4-5 every epoch
+        # uniform 1/|N_h| until the first update (the code starts from per-relation
+        # normalised adjacencies); then Eq. 4-5 every epoch
         self.register_buffer("attention", (1.0 / deg[edges[:, 0]]).to(torch.get_default_dtype()))
 
         self.node_emb = nn.Embedding(ckg.n_nodes, dim)
@@ -217,15 +218,15 @@ class KGAT(Model):
 
     def on_epoch_start(self, epoch: int) -> None:
         """Trainer hook: the attention of this epoch, from the current parameters (the
-        first epoch keeps the row-normalised adjacency, as the code's first epoch)."""
+        first epoch keeps the initial uniform weights, as the code's first epoch keeps its
+        initial adjacency)."""
         if epoch > 0:
             self.update_attention()
 
     def adjacency(self) -> Tensor:
         """The sparse attentive adjacency ``A[h, t] = sum_r pi(h, r, t)``."""
-        version = self.attention._version
-        if self._adj is None or self._adj[0] != version or \
-                self._adj[1].device != self.attention.device:
+        version = (self.attention.data_ptr(), self.attention._version)
+        if self._adj is None or self._adj[0] != version:
             idx = torch.stack([self.edge_head, self.edge_tail])
             n = self.ckg.n_nodes
             adj = torch.sparse_coo_tensor(idx, self.attention, (n, n),

@@ -37,6 +37,9 @@ uses on each batch::
 
 with the KGE and L2 terms over the batch users' memories (``kge_weight`` is the paper's
 ``lambda_2``, ``l2_weight`` its ``lambda_1``). Embeddings and ``W`` are Xavier-initialised.
+Labelled pairs come from the data (``sampler="ctr"``, the CTR protocol) or, on
+positive-only top-K data, from the ``pointwise`` sampler (each positive with sampled
+unobserved items, :class:`kgrec.models.ncf.PointwiseSampler`).
 Items that are KG entities use the entity row (the item *is* the entity); an item without
 one gets a row of its own.
 """
@@ -167,6 +170,7 @@ class RippleNet(Model):
         all_hops: bool = True,
         ripple_seed: int | None = None,
         score_chunk: int = 1 << 22,
+        sampler: Literal["ctr", "pointwise"] = "ctr",
     ) -> None:
         super().__init__()
         kge_weight, l2_weight = float(kge_weight), float(l2_weight)
@@ -174,6 +178,9 @@ class RippleNet(Model):
             raise ConfigError("dim, n_hops and n_memory must be positive")
         if kge_weight < 0 or l2_weight < 0:
             raise ConfigError("kge_weight and l2_weight must be non-negative")
+        if sampler not in ("ctr", "pointwise"):
+            raise ConfigError(f"sampler must be 'ctr' or 'pointwise', got {sampler!r}")
+        self.task_samplers = {"rec": sampler}  # this model's choice (instance attribute)
         if item_update not in ITEM_UPDATES:
             raise ConfigError(f"item_update must be one of {', '.join(ITEM_UPDATES)}, "
                               f"got {item_update!r}")
