@@ -242,11 +242,12 @@ def test_ckg_sampler_corrupts_tails_among_entities():
 
 @pytest.mark.slow
 def test_kgat_lastfm_topk_floor(real_data, tmp_path):
-    """Top-K on real data in a few epochs: above item popularity (Recall@20 0.16)."""
+    """Top-K on real data in a few epochs of the preset: item popularity has Recall@10
+    0.122 on this split; 10 epochs gave Recall@10 0.165 / Recall@20 0.250 (docs/results.md)."""
     cfg = load_config(REPO / "src" / "kgrec" / "presets" / "kgat-lastfm.yaml",
-                      ["train.threads=1", "train.epochs=8", "train.lr=0.005"])
+                      ["train.threads=1", "train.epochs=8", "train.eval_every=2"])
     m = run(cfg, tmp_path / "run", real_data, progress=False)
-    assert m["topk"]["recall@20"] >= 0.18
+    assert m["topk"]["recall@10"] >= 0.14 and m["topk"]["recall@20"] >= 0.20
 
 
 def test_recommendations_explained_by_attention_paths(tmp_path):
