@@ -269,17 +269,29 @@ class KGAT(Model):
             loss = loss + self.l2 * 0.5 * (u.square() + ip.square() + in_.square()).sum(-1).mean()
         return loss
 
-    def transr(self, heads: Tensor, relations: Tensor, tails: Tensor) -> Tensor:
-        """``g(h, r, t) = ||W_r e_h + e_r - W_r e_t||^2`` (Eq. 1)."""
-        w = self.rel_proj[relations]
-        h = torch.bmm(self.node_emb(heads).unsqueeze(1), w).squeeze(1)
-        t = torch.bmm(self.node_emb(tails).unsqueeze(1), w).squeeze(1)
-        return (h + self.rel_emb(relations) - t).square().sum(-1)
+    def transr(self, heads: Tensor, relations: Tensor, *tails: Tensor) -> list[Tensor]:
+        """``g(h, r, t) = ||W_r e_h + e_r - W_r e_t||^2`` (Eq. 1) for each tensor of
+        ``tails``, computed as ``||W_r (e_h - e_t) + e_r||^2``, one matrix product per
+        relation of the batch (no ``(B, d, k)`` gather of the ``W_r``)."""
+        e_h, e_r = self.node_emb(heads), self.rel_emb(relations)
+        diff = torch.cat([e_h - self.node_emb(t) for t in tails])  # (n_tails * B, d)
+        rel = relations.repeat(len(tails))
+        order = torch.argsort(rel)
+        counts = torch.bincount(rel, minlength=self.rel_proj.shape[0]).tolist()
+        parts = [chunk @ self.rel_proj[r]
+                 for r, chunk in enumerate(torch.split(diff[order], counts)) if counts[r]]
+        if not parts:
+            return [e_h.new_zeros(0) for _ in tails]
+        proj = diff.new_empty(len(rel), self.rel_proj.shape[2]).index_copy(
+            0, order, torch.cat(parts))
+        g = (proj + e_r.repeat(len(tails), 1)).square().sum(-1)
+        return list(g.split(len(heads)))
 
     def kg_loss(self, batch: dict[str, Tensor]) -> Tensor:
         """Eq. 2 plus the L2 term of the batch's embeddings."""
         h, r, t, tn = batch["heads"], batch["relations"], batch["tails"], batch["corrupt_tails"]
-        loss = -F.logsigmoid(self.transr(h, r, tn) - self.transr(h, r, t)).mean()
+        g_pos, g_neg = self.transr(h, r, t, tn)
+        loss = -F.logsigmoid(g_neg - g_pos).mean()
         if self.kg_l2 > 0:
             sq = sum(x.square().sum(-1) for x in (self.node_emb(h), self.rel_emb(r),
                                                   self.node_emb(t), self.node_emb(tn)))
