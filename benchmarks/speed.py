@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -26,9 +25,11 @@ from kgrec.config import load_config
 from kgrec.data.samplers import make_sampler
 from kgrec.data.splits import Split
 from kgrec.evaluation import evaluate_kg, evaluate_topk
+from kgrec.presets import preset_path
 from kgrec.training.experiment import build_model, make_optimizer, prepare_data, run
 from kgrec.training.schedule import default_schedule, task_cycle
 from kgrec.training.trainer import Trainer
+from kgrec.utils import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ def median_time(fn, repeats: int) -> float:
 
 
 def bench_case(name: str, repeats: int, threads: int) -> dict:
-    cfg = load_config(REPO / "configs" / f"{name}.yaml", [f"train.threads={threads}"])
+    cfg = load_config(preset_path(name), [f"train.threads={threads}"])
     torch.set_num_threads(threads)
     dataset, split = prepare_data(cfg)
     torch.manual_seed(0)
@@ -94,7 +95,7 @@ def bench_case(name: str, repeats: int, threads: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             m = run(cfg, Path(tmp) / "probe", progress=False)
             best = m["best_epoch"]
-            cfg_best = load_config(REPO / "configs" / f"{name}.yaml",
+            cfg_best = load_config(preset_path(name),
                                    [f"train.threads={threads}", f"train.epochs={best}"])
             t0 = time.perf_counter()
             run(cfg_best, Path(tmp) / "to-best", progress=False)
@@ -110,7 +111,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     results = [bench_case(c, args.repeats, args.threads) for c in args.cases.split(",") if c]
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"machine: {machine_description()}, "
           f"{args.threads} thread(s), {time.strftime('%Y-%m-%d')}, medians of {args.repeats}")
     print("| case | epoch s | minimal loop epoch s | full top-K eval s (users) | KG eval s "
           "| run to best epoch s |")

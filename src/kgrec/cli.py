@@ -21,12 +21,38 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder (d
 
 
 @datasets_app.command("list")
-def datasets_list() -> None:
-    """Named datasets and their sources."""
-    from kgrec.data.registry import DATASETS
+def datasets_list(data_dir: DataDir = None) -> None:
+    """Named datasets: description, source, and whether the data folder holds them."""
+    from kgrec.data import embedded
+    from kgrec.data.registry import (
+        DATASETS,
+        _detect_layout,
+        dataset_source,
+        dataset_status,
+        resolve_data_dir,
+    )
 
     for name, spec in DATASETS.items():
-        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]")
+        state, folder, missing = dataset_status(name, data_dir)
+        where = {"present": f"present ({folder})",
+                 "partial": f"partly present ({folder}; missing {', '.join(missing)}): "
+                            f"kgrec datasets download {name}",
+                 "absent": f"not present: kgrec datasets download {name}"}[state]
+        if state != "present" and embedded.available(name):
+            where = (f"shipped with kgrec (processed files in {embedded.EMBEDDED_DIR / name}); "
+                     f"raw files: kgrec datasets download {name}")
+        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]\n"
+                   f"{'':10s} source: {dataset_source(spec)}\n{'':10s} {where}")
+    root = resolve_data_dir(data_dir)
+    known = {spec.folder for spec in DATASETS.values()}
+    others = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in known) \
+        if root.is_dir() else []
+    for folder in others:
+        try:
+            layout = _detect_layout(folder, None)
+        except KGRecError:
+            continue
+        typer.echo(f"{folder.name:10s} a folder of the data folder ({folder}), {layout} layout")
 
 
 @datasets_app.command("info")
@@ -61,32 +87,54 @@ def datasets_download(
     typer.echo(f"{name}: {folder}")
 
 
+@app.command("presets")
+def presets_list() -> None:
+    """The presets shipped with kgrec (run one with `kgrec train NAME`)."""
+    from kgrec.presets import describe, list_presets
+
+    for name in list_presets():
+        typer.echo(f"{name:20s} {describe(name)}")
+
+
+@app.command()
+def models() -> None:
+    """Registered models: the paper each implements and its training tasks."""
+    from kgrec.models import MODELS
+
+    width = max((len(cls.paper) for cls in MODELS.values()), default=1)
+    for name, cls in sorted(MODELS.items()):
+        typer.echo(f"{name:8s} {cls.paper or '-':{width}s}  tasks: {', '.join(cls.tasks)}")
+
+
 @app.command()
 def train(
-    config: Path,
+    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
     data_dir: DataDir = None,
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt if present")] = True,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or log lines on stderr "
+                                        "(OUT/train.log is still written)")] = False,
 ) -> None:
-    """Train CONFIG, select on validation, test once; write OUT/metrics.json."""
+    """Train CONFIG, select on validation, test once; write OUT/metrics.json.
+
+    Off a terminal, one line per epoch goes to stderr; OUT/train.log and OUT/history.csv
+    always get them."""
     from kgrec.config import load_config
+    from kgrec.logs import log_to_stderr, summary_line
+    from kgrec.presets import resolve_config
     from kgrec.training.experiment import run
 
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
-    cfg = load_config(config, overrides)
+    cfg = load_config(resolve_config(config), overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
+    if quiet:
+        log_to_stderr(False)
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
-    test = metrics["test"]
-    parts = [f"{k}={v:.4f}" for k, v in test.items()]
-    parts += [f"{k}={v:.4f}" for k, v in metrics.get("topk", {}).items() if k.endswith("@10")]
-    typer.echo(f"{cfg.model} on {cfg.data.dataset} (seed {cfg.seed}): test " + " ".join(parts)
-               + f" | epochs {metrics['epochs']} (best {metrics['best_epoch']}), "
-               f"{metrics['train_seconds']:.1f}s training -> {out / 'metrics.json'}")
+    typer.echo(summary_line(metrics, out))
 
 
 @app.command()
@@ -140,37 +188,76 @@ def reproduce(
     seeds: Annotated[int, typer.Option(help="seeds per dataset")] = 3,
     datasets: Annotated[str, typer.Option(help="comma-separated datasets")] = "lastfm,book",
     out: Annotated[Path, typer.Option(help="where runs go")] = Path("runs/reproduce"),
-    results: Annotated[Path, typer.Option(help="markdown file to update")] = Path("docs/results.md"),
+    write_results: Annotated[Path | None, typer.Option(
+        help="also write the table into this markdown file (e.g. docs/results.md)")] = None,
     data_dir: DataDir = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
+    configs: Annotated[Path | None, typer.Option(
+        help="folder of MODEL-DATASET.yaml presets (default: the shipped presets)")] = None,
 ) -> None:
-    """Run a model's presets over seeds and write paper-vs-measured tables."""
+    """Run a model's presets over seeds and print the paper-vs-measured table."""
     from kgrec.reproduce import reproduce as do_reproduce
 
-    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, results, data_dir,
-                         overrides=set_, key=key)
+    extra = {"configs": configs} if configs is not None else {}
+    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, write_results, data_dir,
+                         overrides=set_, key=key, **extra)
     typer.echo(table)
+    if write_results is not None:
+        typer.echo(f"table -> {write_results}", err=True)
 
 
-def main() -> None:
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Exception types of command-line usage errors: typer's own (typer >= 0.2x vendors
+    click; its ``ClickException`` derives from ``typer.TyperException``) and click's where
+    an older typer still uses click."""
+    types: list[type[BaseException]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
     try:
-        app(standalone_mode=False)
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+def _exit_code(argv: list[str] | None) -> int:
+    try:
+        code = app(args=argv, prog_name="kgrec", standalone_mode=False)
     except KGRecError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        return 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        code = 130
     except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+        return e.exit_code
+    except _usage_errors() as e:
+        if hasattr(e, "show"):
             e.show()
-            sys.exit(e.exit_code)
-        raise
+        else:
+            typer.echo(f"Error: {e}", err=True)
+        return getattr(e, "exit_code", 2)
+    # typer returns the exit code of ``typer.Exit`` and of Ctrl-C (130) in this mode
+    code = code if isinstance(code, int) else 0
+    if code == 130:
+        typer.echo("interrupted", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``kgrec`` entry point: exit 2 with the usage and the reason on a usage error,
+    ``error: WHERE: what`` on bad input (:class:`KGRecError`), 130 on Ctrl-C; never a
+    traceback for either. Off a terminal, log lines go to stderr as they happen."""
+    from kgrec.logs import log_to_stderr, stderr_is_terminal
+
+    log_to_stderr(not stderr_is_terminal())  # a terminal gets progress bars instead
+    try:
+        code = _exit_code(argv)
+    finally:
+        log_to_stderr(False)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ class TrainConfig(_Strict):
     eval_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     threads: int | None = Field(None, description="intra-op threads (default 1)")
     device: str = Field("cpu", description="torch device of training and evaluation, e.g. cuda")
+    tensorboard: bool = Field(False, description="also write TensorBoard scalars to OUT/tensorboard "
+                              "(needs the tensorboard package)")
     sampler_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def for_task(self, value, task: str):

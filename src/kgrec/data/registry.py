@@ -3,7 +3,8 @@
 A data folder is resolved as: the explicit ``data_dir`` option, then ``$KGREC_DATA``, then
 the user cache (``$KGREC_CACHE`` or ``$XDG_CACHE_HOME/kgrec`` or ``~/.cache/kgrec``), into
 which :func:`download` fetches a named dataset from its public source. Preprocessed raw
-data is cached there as ``.npz``, written atomically.
+data is cached there as ``.npz``, written atomically. A dataset shipped with the package
+(:mod:`kgrec.data.embedded`: ``lastfm``) is used when the data folder does not have it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -22,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kgrec.data import embedded
 from kgrec.data.dataset import KGDataset
 from kgrec.data.readers import mkr
 from kgrec.errors import ConfigError, DataError
+from kgrec.logs import logger
 
 CACHE_VERSION = 1
 MKR_COMMIT = "d6bb77c426960bc04f5d88c39f09d87a844776b4"
@@ -189,6 +193,29 @@ def get_spec(name: str) -> DatasetSpec:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
 
 
+def dataset_source(spec: DatasetSpec) -> str:
+    """Where ``kgrec datasets download`` fetches a dataset from: GitHub repositories at
+    pinned commits and other hosts, comma-separated."""
+    sources: dict[str, None] = {}
+    for rf in spec.files:
+        if rf.base == GITHUB_RAW:
+            owner, repo, commit = rf.remote.split("/")[:3]
+            sources[f"github.com/{owner}/{repo}@{commit[:7]}"] = None
+        else:
+            sources[f"{rf.base.split('://', 1)[-1]}/{rf.remote}"] = None
+    return ", ".join(sources) or "-"
+
+
+def dataset_status(name: str, data_dir: str | Path | None = None) -> tuple[str, Path, list[str]]:
+    """``(state, folder, missing files)`` of a named dataset in the data folder; ``state``
+    is ``present`` (every downloadable file is there), ``partial`` or ``absent``."""
+    spec = get_spec(name)
+    folder = resolve_data_dir(data_dir) / spec.folder
+    missing = [rf.local for rf in spec.files if not (folder / rf.local).is_file()]
+    state = "absent" if len(missing) == len(spec.files) else "partial" if missing else "present"
+    return state, folder, missing
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -248,9 +275,13 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
         spec = get_spec(name_or_path)
         folder = resolve_data_dir(data_dir) / spec.folder
         name = name_or_path
+        if _use_embedded(folder, spec, name, layout):
+            return embedded.load_embedded(name)
         if not folder.is_dir():
+            hint = " (layout auto or processed uses the copy shipped with kgrec)" \
+                if embedded.available(name) else ""
             raise DataError(folder, None, f"dataset folder not found; run `kgrec datasets "
-                            f"download {name}` or set KGREC_DATA / --data-dir")
+                            f"download {name}` or set KGREC_DATA / --data-dir{hint}")
     else:
         spec = None
         folder = Path(name_or_path)
@@ -283,6 +314,17 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
     raise ConfigError(f"unknown layout {layout!r}")
 
 
+def _use_embedded(folder: Path, spec: DatasetSpec, name: str, layout: str) -> bool:
+    """Whether the copy shipped in the package stands in for the data folder: only for
+    layouts ``auto``/``processed`` and when the folder lacks the files they would read."""
+    if layout not in ("auto", "processed") or not embedded.available(name):
+        return False
+    has_processed = bool(spec.processed) and (folder / spec.processed / "ratings_final.txt").is_file()
+    if layout == "processed":
+        return not has_processed
+    return not has_processed and not (spec.raw_ratings and (folder / spec.raw_ratings).is_file())
+
+
 def _detect_layout(folder: Path, spec: DatasetSpec | None) -> str:
     if spec is not None:
         if spec.default_layout == "raw" and not (folder / spec.raw_ratings).is_file() and \
@@ -310,10 +352,15 @@ def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool
             return load_npz(cached)
         except (OSError, ValueError, KeyError):
             cached.unlink(missing_ok=True)  # unreadable cache: rebuild it
+    logger.info(f"{name}: preprocessing the raw files of {folder} (MKR's script)")
+    t0 = time.perf_counter()
     ds = mkr.load_raw(folder, name, spec.raw_ratings, spec.raw_format, spec.threshold)
+    logger.info(f"{name}: preprocessed in {time.perf_counter() - t0:.1f}s: {ds.n_users:,} users, "
+                f"{len(ds.interactions):,} interactions, {len(ds.triples):,} triples")
     if use_cache:
         with contextlib.suppress(OSError):  # a read-only cache only costs speed
             save_npz(ds, cached)
+            logger.info(f"{name}: cached as {cached}")
     return ds
 
 

@@ -20,13 +20,16 @@ from kgrec.errors import ConfigError
 MODELS: dict[str, type[Model]] = {}
 
 
-def register_model(name: str):
-    """Class decorator adding a model to :data:`MODELS` under ``name``."""
+def register_model(name: str, paper: str = ""):
+    """Class decorator adding a model to :data:`MODELS` under ``name``; ``paper`` is the
+    short citation of the paper it implements (``Authors, VENUE YEAR (NAME)``), shown by
+    ``kgrec models``."""
 
     def deco(cls: type[Model]) -> type[Model]:
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
         cls.name = name
+        cls.paper = paper
         MODELS[name] = cls
         return cls
 
@@ -49,6 +52,8 @@ class Model(nn.Module):
     """
 
     name: ClassVar[str] = "model"
+    #: short citation of the model's paper (set by :func:`register_model`)
+    paper: ClassVar[str] = ""
     tasks: ClassVar[tuple[str, ...]] = ("rec",)
     task_samplers: ClassVar[dict[str, str]] = {"rec": "ctr"}
     #: ``True`` when ``score`` returns a logit of a click probability (CTR models).

@@ -37,7 +37,7 @@ def sq_norms(*xs: Tensor) -> Tensor:
     return sum(x.pow(2).sum(-1) for x in xs).mean()
 
 
-@register_model("bprmf")
+@register_model("bprmf", paper="Rendle et al., UAI 2009 (BPR)")
 class BPRMF(Model):
     """Matrix factorisation with the BPR pairwise loss; ``score = u^T i``."""
 

@@ -150,7 +150,7 @@ def masked_kl(logits_p: Tensor, logits_q: Tensor, mask: Tensor) -> Tensor:
     return kl * mask.any(-1)
 
 
-@register_model("hkrm")
+@register_model("hkrm", paper="Hierarchical knowledge-based recommendation model (HKRM)")
 class HKRM(Model):
     """HKRM for CTR prediction (``variant``: ``full``, ``attr``, ``item`` or ``wokl``).
 

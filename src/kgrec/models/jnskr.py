@@ -242,7 +242,7 @@ class JNSKRSampler(Sampler):
 # model
 
 
-@register_model("jnskr")
+@register_model("jnskr", paper="Chen et al., SIGIR 2020 (JNSKR)")
 class JNSKR(Model):
     """JNSKR: whole-data CF (Eq. 9) + mu * whole-data DistMult KG loss (Eq. 5) + L2."""
 

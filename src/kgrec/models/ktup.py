@@ -42,7 +42,7 @@ from kgrec.models.transh import TransH
 from kgrec.models.tup import PreferenceTranslation, _check_induction
 
 
-@register_model("ktup")
+@register_model("ktup", paper="Cao et al., WWW 2019 (KTUP)")
 class KTUP(PreferenceTranslation, TransH):
     """KTUP: TUP over entity-enhanced items and relation-aligned preferences, plus TransH."""
 

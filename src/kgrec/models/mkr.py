@@ -76,7 +76,7 @@ def _sq(*tensors: Tensor) -> Tensor:
     return sum(t.pow(2).sum() for t in tensors) / 2
 
 
-@register_model("mkr")
+@register_model("mkr", paper="Wang et al., WWW 2019 (MKR)")
 class MKR(Model):
     """MKR (Eq. 1-9) with ``L`` low layers and ``H`` high layers.
 

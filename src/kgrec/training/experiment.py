@@ -2,11 +2,13 @@
 validation-selected model, a single final test evaluation, and the run folder.
 
 Run folder contents: ``config.yaml`` (resolved config), ``checkpoint.pt`` (last epoch,
-for resuming), ``model.pt`` (validation-best state dict + config) and ``metrics.json``.
+for resuming), ``model.pt`` (validation-best state dict + config), ``metrics.json``,
+``train.log`` (the run's log lines, appended) and ``history.csv`` (one row per epoch).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from kgrec.data.samplers import make_sampler
 from kgrec.data.splits import split_triples
 from kgrec.errors import ConfigError
 from kgrec.evaluation import evaluate_ctr, evaluate_kg, evaluate_topk
+from kgrec.logs import EpochWriter, logger, run_log, summary_line, tensorboard_writer
 from kgrec.models import get_model_class
 from kgrec.models.base import Model
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
@@ -98,7 +101,7 @@ def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, sta
                                  cfg.eval.exclude_valid))
     if "kg" in protocols and stage == "valid":  # the test KG protocol runs once, in run()
         kg = evaluate_kg(model, _kg_part(dataset, "valid"), _kg_known(dataset),
-                         exclude_query=cfg.eval.kg_exclude_query)
+                         exclude_query=cfg.eval.kg_exclude_query, desc="KG completion (valid)")
         out.update({f"kg.{k}": v for k, v in kg["filtered"].items()})
     return out
 
@@ -132,6 +135,29 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
+def _protocol_of(key: str) -> str:
+    return "kg" if key.startswith("kg.") else "topk" if "@" in key else "ctr"
+
+
+def _best_validation(trainer: Trainer) -> dict[str, Any]:
+    """The validation metrics recorded for the validation-best epoch (empty if none)."""
+    if trainer.state.best_state is None:
+        return {}
+    row = next((h for h in trainer.state.history if h["epoch"] == trainer.stopper.best_epoch), {})
+    return {k[len("valid_"):]: v for k, v in row.items() if k.startswith("valid_")}
+
+
+def _with_run_log(fn):
+    """Append the run's log lines to ``OUT_DIR/train.log`` while ``fn(cfg, out_dir, ...)``
+    runs."""
+    @functools.wraps(fn)
+    def wrapper(cfg: RunConfig, out_dir: str | Path, *args, **kwargs):
+        with run_log(Path(out_dir) / "train.log"):
+            return fn(cfg, out_dir, *args, **kwargs)
+    return wrapper
+
+
+@_with_run_log
 def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         resume: bool = True, progress: bool | None = None,
         stop_after: int | None = None, evaluate_test: bool = True) -> dict[str, Any]:
@@ -154,8 +180,14 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
             raise ConfigError(f"{ckpt_path}: written by a different config; use another --out "
                               "or --no-resume")
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False).encode())
+    logger.info(f"run {cfg.model} on {cfg.data.dataset} (seed {cfg.seed}, device "
+                f"{cfg.train.device}) -> {out}")
+    board = tensorboard_writer(out / "tensorboard") if cfg.train.tensorboard else None
 
     dataset, split = prepare_data(cfg, data_dir)
+    logger.info(f"data {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} items, "
+                f"{len(dataset.triples):,} triples; split {len(split.train):,} / "
+                f"{len(split.valid):,} / {len(split.test):,} interactions")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     device = _device(cfg.train.device)
@@ -176,31 +208,46 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     key = monitor.split(".", 1)[1]
     protocols = _protocols_for(monitor)
 
+    epoch_writer = EpochWriter(out, cfg.train.epochs, key, board)
     trainer = Trainer(
         model, samplers, optimizers, schedule,
         validate=lambda: evaluate(model, dataset, split, cfg, "valid", protocols),
         monitor=key, epochs=cfg.train.epochs, patience=cfg.train.patience, seed=cfg.seed,
         eval_every=cfg.train.eval_every,
         checkpoint=ckpt_path, progress=progress, extra_state={"config": cfg_dict},
+        on_epoch=epoch_writer,
     )
     if resume and ckpt_path.exists():
         trainer.resume(ckpt_path)
     trainer.stop_after = stop_after
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    finally:
+        epoch_writer.close()
 
-    # the validation-best model is loaded; the test split is used once, here
+    # the validation-best model is loaded; its validation metrics were recorded in training
+    # (only protocols the monitor did not cover are run now); the test split is used once
     rec_protocols = [p for p in cfg.eval.protocols if p != "kg"]
+    recorded = _best_validation(trainer)
+    valid: dict[str, Any] = {}
+    for p in rec_protocols:
+        if p in protocols and recorded:
+            valid.update({k: v for k, v in recorded.items() if _protocol_of(k) == p})
+        else:
+            valid.update(evaluate(model, dataset, split, cfg, "valid", [p]))
     metrics: dict[str, Any] = {
-        "model": cfg.model, "dataset": cfg.data.dataset, "seed": cfg.seed,
-        "valid": evaluate(model, dataset, split, cfg, "valid", rec_protocols),
+        "model": cfg.model, "dataset": cfg.data.dataset, "seed": cfg.seed, "valid": valid,
     }
+    if evaluate_test:
+        logger.info(f"best epoch {trainer.stopper.best_epoch + 1}; evaluating the test split")
     test = evaluate(model, dataset, split, cfg, "test", rec_protocols) if evaluate_test else {}
     metrics["test"] = {k: v for k, v in test.items() if "@" not in k}
     if "topk" in cfg.eval.protocols and evaluate_test:
         metrics["topk"] = {k: v for k, v in test.items() if "@" in k}
     if "kg" in cfg.eval.protocols and evaluate_test:
         metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test"), _kg_known(dataset),
-                                    exclude_query=cfg.eval.kg_exclude_query)
+                                    exclude_query=cfg.eval.kg_exclude_query,
+                                    desc="KG completion (test)")
     if hasattr(model, "kge_rmse"):
         metrics["kge_rmse"] = model.kge_rmse(torch.from_numpy(dataset.triples).to(device))
     metrics.update({
@@ -212,6 +259,7 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     })
     save_checkpoint(out / "model.pt", {"model": model.state_dict(), "config": cfg_dict})
     write_json(out / "metrics.json", metrics)
+    logger.info(summary_line(metrics, out))
     return metrics
 
 

@@ -53,6 +53,8 @@ class Trainer:
         eval_every: validate after every ``eval_every``-th epoch (and the last); patience
             counts validations.
         checkpoint: file written after every epoch (``None``: no checkpoints).
+        on_epoch: called after every epoch (and its checkpoint) with the epoch's history row,
+            the whole history and whether the epoch is the new validation best.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class Trainer:
         progress: bool | None = None,
         extra_state: dict | None = None,
         eval_every: int = 1,
+        on_epoch: Callable[[dict, list[dict], bool], None] | None = None,
     ) -> None:
         self.model = model
         self.samplers = samplers
@@ -83,6 +86,7 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.stopper = EarlyStopper(patience=patience)
         self.eval_every = max(1, int(eval_every))
+        self.on_epoch = on_epoch
         self.state = TrainState()
         self.extra_state = extra_state or {}
         self.main_task = model.tasks[0]
@@ -160,13 +164,17 @@ class Trainer:
                 due = (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
                 metrics = self.validate() if due else {}
                 value = metrics.get(self.monitor, math.nan)
-                if due and self.stopper.update(value, epoch):
+                improved = due and self.stopper.update(value, epoch)
+                if improved:
                     self.state.best_state = copy.deepcopy(self.model.state_dict())
                 self.state.epoch = epoch + 1
                 self.state.history.append({"epoch": epoch, **losses,
-                                           **{f"valid_{k}": v for k, v in metrics.items()}})
+                                           **{f"valid_{k}": v for k, v in metrics.items()},
+                                           "seconds": round(time.perf_counter() - t0, 3)})
                 if self.checkpoint is not None:
                     save_checkpoint(self.checkpoint, self.state_dict())
+                if self.on_epoch is not None:
+                    self.on_epoch(self.state.history[-1], self.state.history, improved)
                 bar.update(1)
                 bar.set_postfix({self.monitor: f"{value:.4f}", **{k: f"{v:.4f}" for k, v in losses.items()}})
                 if self.stop_after is not None and self.state.epoch >= self.stop_after:

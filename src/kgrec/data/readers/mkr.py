@@ -24,6 +24,7 @@ import numpy as np
 from kgrec.data.dataset import KGDataset
 from kgrec.data.readers.common import iter_fields, read_int_table, require_file, to_float
 from kgrec.errors import DataError
+from kgrec.logs import progress
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def preprocess_mkr(
     rs = np.random.RandomState(seed)
     rows: list[np.ndarray] = []
     user_ids: list[str] = []
-    for new_user, (user_old, pos) in enumerate(user_pos.items()):
+    users = progress(enumerate(user_pos.items()), len(user_pos), f"{name}: negatives", "users")
+    for new_user, (user_old, pos) in users:
         user_ids.append(str(user_old))
         pos_items = np.fromiter(pos, dtype=np.int64, count=len(pos))
         unwatched = item_set - pos
