@@ -3,10 +3,9 @@ claims a large training-time advantage over KGAT).
 
     python benchmarks/kgat_jnskr_epoch.py [--dataset book] [--epochs 2] [--threads 1]
 
-Each model is built from its preset (``src/kgrec/presets/kgat-DATASET.yaml``,
-``configs/jnskr-DATASET.yaml``) and trained for ``--epochs`` epochs through kgrec's
-trainer, without validation; the median epoch time is printed (KGAT's includes its
-per-epoch attention update), then one JSON line.
+Each model is built from its preset (``kgat-DATASET``, ``jnskr-DATASET``) and trained
+for ``--epochs`` epochs through kgrec's trainer, without validation; the median epoch
+time is printed (KGAT's includes its per-epoch attention update), then one JSON line.
 """
 
 from __future__ import annotations
@@ -16,26 +15,19 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from kgrec.config import load_config
 from kgrec.data.samplers import make_sampler
+from kgrec.presets import preset_path
 from kgrec.training.experiment import build_model, make_optimizer, prepare_data
 from kgrec.training.schedule import default_schedule
 from kgrec.training.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
-PRESETS = {"kgat": REPO / "src" / "kgrec" / "presets", "jnskr": REPO / "configs"}
-
 
 def epoch_seconds(model_name: str, dataset: str, epochs: int, threads: int) -> dict:
-    folder = PRESETS[model_name]
-    path = folder / f"{model_name}-{dataset}.yaml"
-    if not path.is_file():  # presets may have moved to src/kgrec/presets
-        path = PRESETS["kgat"] / f"{model_name}-{dataset}.yaml"
-    cfg = load_config(path, [f"train.threads={threads}"])
+    cfg = load_config(preset_path(f"{model_name}-{dataset}"), [f"train.threads={threads}"])
     torch.set_num_threads(threads)
     data, split = prepare_data(cfg)
     torch.manual_seed(0)

@@ -80,7 +80,7 @@ class UserBatchSampler(Sampler):
                    for k, v in out.items()}
 
 
-@register_model("enmf")
+@register_model("enmf", paper="Chen et al., TOIS 2020 (ENMF)")
 class ENMF(Model):
     """ENMF-U: ``y = h^T (p_u * q_v)`` with the whole-data weighted squared loss."""
 

@@ -121,7 +121,7 @@ class CKGTripleSampler(Sampler):
         return {**batch, "corrupt_tails": torch.from_numpy(neg)}
 
 
-@register_model("kgat")
+@register_model("kgat", paper="Wang et al., KDD 2019 (KGAT)")
 class KGAT(Model):
     """KGAT: attentive embedding propagation on the CKG, BPR + TransR, alternating."""
 

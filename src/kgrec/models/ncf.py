@@ -118,7 +118,7 @@ class PointwiseModel(Model):
         return chunked_score_all(self.score, users, self.n_items)
 
 
-@register_model("ncf")
+@register_model("ncf", paper="He et al., WWW 2017 (NCF: GMF, MLP, NeuMF)")
 class NCF(PointwiseModel):
     """GMF, MLP or NeuMF (``variant``), trained with the log loss (Eq. 7)."""
 

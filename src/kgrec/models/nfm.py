@@ -68,7 +68,7 @@ def kg_bags(dataset: KGDataset, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-@register_model("nfm")
+@register_model("nfm", paper="He & Chua, SIGIR 2017 (NFM)")
 class NFM(PointwiseModel):
     """NFM over ``[user, item, the item's KG entity bag]`` with the log loss."""
 

@@ -143,7 +143,7 @@ def build_ripple_sets(pairs: np.ndarray, item_entity: np.ndarray, triples: np.nd
     return memories, valid
 
 
-@register_model("ripplenet")
+@register_model("ripplenet", paper="Wang et al., CIKM 2018 (RippleNet)")
 class RippleNet(Model):
     """RippleNet: attention over each user's ripple sets (Eq. 3-6), CE + KGE + L2 loss."""
 

@@ -37,7 +37,7 @@ from kgrec.models.ncf import PointwiseModel, mlp
 from kgrec.models.nfm import EntityBags, kg_bags
 
 
-@register_model("widedeep")
+@register_model("widedeep", paper="Cheng et al., DLRS 2016 (Wide&Deep)")
 class WideDeep(PointwiseModel):
     """Joint wide (linear) and deep (MLP over ``[e_u; e_i; m_i]``) logits (Eq. 3)."""
 
