@@ -58,7 +58,7 @@ def datasets_list(data_dir: DataDir = None) -> None:
 @datasets_app.command("info")
 def datasets_info(
     name: str,
-    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup or kgat")] = "auto",
+    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup, kgat, csv or atomic")] = "auto",
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -85,6 +85,46 @@ def datasets_download(
 
     folder = download(name, data_dir, base_url=base_url, force=force)
     typer.echo(f"{name}: {folder}")
+
+
+@datasets_app.command("check")
+def datasets_check(
+    path: str,
+    layout: Annotated[str, typer.Option(help="auto, csv, atomic, kgat, ktup, processed or raw")] = "auto",
+    rating_threshold: Annotated[float | None, typer.Option(
+        help="a rating at or above it is a positive (csv/atomic)")] = None,
+    min_positives: Annotated[int, typer.Option(
+        help="report interactions lost to data.min_user_positives=N")] = 0,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Report duplicates, conflicting labels, items without an entity, dangling ids,
+    unreached entities and rows lost to filters, with counts and examples (exit 0; 2 only
+    when the data cannot be read)."""
+    from kgrec.data.check import check_dataset
+
+    report = check_dataset(path, layout, data_dir, rating_threshold, min_positives)
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.text())
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name_or_path: str,
+    to: Annotated[str, typer.Option("--to", help="csv, atomic (RecBole) or kgat")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write into")],
+    layout: Annotated[str, typer.Option(help="layout of the input (default: detected)")] = "auto",
+    rating_threshold: Annotated[float | None, typer.Option(
+        help="a rating at or above it is a positive (csv/atomic input)")] = None,
+    force: Annotated[bool, typer.Option(help="replace files already in OUT")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a dataset (named or a folder) as kgrec CSV, RecBole atomic or KGAT files."""
+    from kgrec.data import load_dataset
+    from kgrec.data.export import export_dataset
+
+    ds = load_dataset(name_or_path, layout, data_dir, rating_threshold=rating_threshold)
+    for p in export_dataset(ds, to, out, overwrite=force):
+        typer.echo(str(p))
 
 
 @app.command("presets")
@@ -153,8 +193,13 @@ def recommend(
     if as_json:
         typer.echo(json.dumps(recs, indent=2))
         return
+    notes = {r["explanation"]["note"] for r in recs if r.get("explanation", {}).get("note")}
+    for note in sorted(notes):  # said once, not per item
+        typer.echo(f"note: {note}")
     for r in recs:
-        typer.echo(f"{r['rank']:3d}. item {r['item']} (id {r['item_index']}) score {r['score']:.4f}")
+        name = f" {r['name']}" if r.get("name") and r["name"] != r["item"] else ""
+        typer.echo(f"{r['rank']:3d}. item {r['item']}{name} (index {r['item_index']}) "
+                   f"score {r['score']:.4g}")
         for line in r.get("explanation", {}).get("lines", []):
             typer.echo(f"       {line}")
 
@@ -168,14 +213,16 @@ def explain(
     data_dir: DataDir = None,
 ) -> None:
     """Explain one user-item score (HKRM: preference vs attribute-importance distributions)."""
-    from kgrec.recommend import explain_pair
+    from kgrec.recommend import explain_pair, short_name
 
     exp, dataset = explain_pair(run_dir, user, item, data_dir)
     if plot is not None:
         from kgrec.plots import plot_preference_heatmap
 
-        names = [dataset.relation_names[f] if dataset.relation_names else f"relation {f}"
-                 for f in exp["fields"]]
+        if "user_distribution" not in exp:
+            raise KGRecError("--plot draws HKRM's preference heatmap; this model's explanation "
+                             "has no distributions")
+        names = [short_name(n) for n in exp.get("field_names") or map(str, exp["fields"])]
         plot_preference_heatmap(exp["user_distribution"], exp["item_distribution"], names, plot)
         typer.echo(f"heatmap -> {plot}")
     typer.echo(json.dumps({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in exp.items()},

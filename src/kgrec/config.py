@@ -19,7 +19,7 @@ class DataConfig(_Strict):
     """Which dataset, in which layout, split how."""
 
     dataset: str = Field(description="named dataset (lastfm, book, movie, ...) or a folder")
-    layout: Literal["auto", "raw", "processed", "ktup", "kgat"] = "auto"
+    layout: Literal["auto", "raw", "processed", "ktup", "kgat", "csv", "atomic"] = "auto"
     split: Literal["ratio", "per_user", "given"] = "ratio"
     ratios: tuple[float, float, float] = (0.6, 0.2, 0.2)
     train_ratio: float = Field(1.0, gt=0, le=1, description="fraction of train kept (MKR Table 3)")
@@ -28,6 +28,9 @@ class DataConfig(_Strict):
     negatives: Literal["keep", "drop"] = "keep"
     min_user_positives: int = Field(
         0, ge=0, description="drop users with fewer positives before splitting (KTUP's filtering)")
+    rating_threshold: float | None = Field(
+        None, description="csv/atomic layouts: a rating at or above it is a positive, below it "
+                          "is dropped (default: every rated row is a positive)")
 
     @field_validator("ratios")
     @classmethod

@@ -262,14 +262,16 @@ def load_npz(path: Path) -> KGDataset:
 
 
 def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path | None = None,
-                 use_cache: bool = True) -> KGDataset:
+                 use_cache: bool = True, rating_threshold: float | None = None) -> KGDataset:
     """Load a named dataset (``lastfm``, ``book``, ``book-mkr``, ``movie``) or a folder: a
     path, or the name of a folder in the data folder (e.g. ``dbbook2014`` for the KTUP release
     placed in ``$KGREC_DATA/dbbook2014``).
 
     ``layout``: ``raw`` (MKR raw files, preprocessed and cached), ``processed``
-    (``ratings_final.txt``/``kg_final.txt``), ``ktup``, ``kgat`` or ``auto`` (the named
-    dataset's default; for a folder, whichever files are present).
+    (``ratings_final.txt``/``kg_final.txt``), ``ktup``, ``kgat``, ``csv`` (kgrec's own
+    format, string ids), ``atomic`` (RecBole atomic files) or ``auto`` (the named
+    dataset's default; for a folder, whichever files are present). ``rating_threshold``
+    applies to the ``csv`` and ``atomic`` layouts' rating column.
     """
     if name_or_path in DATASETS:
         spec = get_spec(name_or_path)
@@ -294,6 +296,8 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
                               f"the data folder {resolve_data_dir(data_dir)})")
     if layout == "auto":
         layout = _detect_layout(folder, spec)
+    if rating_threshold is not None and layout not in ("csv", "atomic"):
+        raise ConfigError(f"data.rating_threshold applies to the csv and atomic layouts, not {layout!r}")
     if layout == "processed":
         sub = folder / spec.processed if spec and spec.processed else folder
         return mkr.load_processed(sub, name)
@@ -311,6 +315,14 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
         from kgrec.data.readers import kgat  # written with JNSKR
 
         return kgat.load_kgat(folder, name)
+    if layout == "csv":
+        from kgrec.data.readers import custom
+
+        return custom.load_custom(folder, name, rating_threshold)
+    if layout == "atomic":
+        from kgrec.data.readers import recbole
+
+        return recbole.load_atomic(folder, name, rating_threshold)
     raise ConfigError(f"unknown layout {layout!r}")
 
 
@@ -337,7 +349,14 @@ def _detect_layout(folder: Path, spec: DatasetSpec | None) -> str:
         return "ktup"
     if (folder / "train.txt").is_file():
         return "kgat"
-    raise DataError(folder, None, "cannot tell the layout: no ratings_final.txt, kg/, or train.txt")
+    from kgrec.data.readers import custom, recbole
+
+    if custom.is_custom(folder):
+        return "csv"
+    if recbole.is_atomic(folder):
+        return "atomic"
+    raise DataError(folder, None, "cannot tell the layout: no ratings_final.txt, kg/, train.txt, "
+                    "interactions.csv/.tsv/.txt or *.inter")
 
 
 def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool) -> KGDataset:

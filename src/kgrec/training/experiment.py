@@ -69,7 +69,8 @@ def _device(name: str) -> torch.device:
 
 
 def prepare_data(cfg: RunConfig, data_dir: str | Path | None = None) -> tuple[KGDataset, Split]:
-    dataset = load_dataset(cfg.data.dataset, cfg.data.layout, data_dir)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.layout, data_dir,
+                           rating_threshold=cfg.data.rating_threshold)
     if dataset.meta.get("layout") == "kgat":
         dataset = reseed_validation(dataset, cfg.seed)
     split = make_split(dataset, cfg.data.split, cfg.data.ratios, cfg.seed, cfg.data.train_ratio,
