@@ -25,7 +25,7 @@ from kgrec.data.samplers import make_sampler
 from kgrec.evaluation import evaluate_kg
 from kgrec.presets import resolve_config
 from kgrec.reproduce import update_section
-from kgrec.training.experiment import build_model, make_optimizer, prepare_data
+from kgrec.training.experiment import build_model, make_optimizers, prepare_data
 from kgrec.training.schedule import default_schedule
 from kgrec.training.trainer import Trainer
 from kgrec.utils import machine_description
@@ -56,10 +56,10 @@ def main() -> None:
     samplers = {t: make_sampler(model.task_samplers[t], dataset, split,
                                 cfg.train.for_task(cfg.train.batch_size, t),
                                 **cfg.train.sampler_options.get(t, {})) for t in model.tasks}
-    opts = {t: make_optimizer(cfg.train.optimizer, model.parameters(),
-                              cfg.train.for_task(cfg.train.lr, t)) for t in model.tasks}
+    opts = make_optimizers(cfg, model)  # one joint optimiser under train.joint
     trainer = Trainer(model, samplers, opts, cfg.train.schedule or default_schedule(model.tasks),
-                      validate=dict, monitor="none", epochs=1, patience=0, progress=False)
+                      validate=dict, monitor="none", epochs=1, patience=0, progress=False,
+                      joint=cfg.train.joint)
     epochs = iter(range(10**6))
     epoch_s = _times(lambda: trainer.train_epoch(next(epochs)), args.repeats)
     model.eval()

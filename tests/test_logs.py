@@ -59,10 +59,12 @@ def test_train_off_a_terminal_logs_each_epoch(tiny_processed, tmp_path):
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
-    assert list(rows[0]) == ["epoch", "loss_rec", "loss_kge", "valid_auc", "valid_acc", "seconds"]
+    assert list(rows[0]) == ["epoch", "loss_rec", "loss_kge", "valid_auc", "valid_acc", "examples_rec",
+                             "examples_kge", "seconds"]
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [float(row["loss_rec"]) for row in rows] == [h["loss_rec"] for h in history]
     assert [float(row["valid_auc"]) for row in rows] == [h["valid_auc"] for h in history]
+    assert [int(row["examples_rec"]) for row in rows] == [h["examples_rec"] for h in history]
 
 
 def test_each_epoch_line_is_on_disk_before_the_next_epoch(tiny_processed, tmp_path, monkeypatch):

@@ -56,6 +56,14 @@ class TrainConfig(_Strict):
     tensorboard: bool = Field(False, description="also write TensorBoard scalars to OUT/tensorboard "
                               "(needs the tensorboard package)")
     sampler_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    joint: bool = Field(
+        False, description="one optimiser over all parameters; each step sums one batch of every "
+        "task (the model's loss weights act); false: each task steps its own optimiser")
+    kge_interval: int | None = Field(
+        None, ge=1, description="epoch-level schedule (MKR authors' code): a whole pass of the main "
+        "task, then a whole pass of every other task after every N-th epoch; replaces schedule")
+    max_examples: dict[str, int] | None = Field(
+        None, description="budget: stop once a task has seen this many training examples")
 
     def for_task(self, value, task: str):
         if isinstance(value, dict):

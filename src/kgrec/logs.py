@@ -153,12 +153,15 @@ def epoch_line(row: dict[str, Any], epochs: int, best: bool = False) -> str:
 
 def history_csv(history: list[dict[str, Any]]) -> bytes:
     """The per-epoch history as CSV: ``epoch`` (1-based), each task's loss, the validation
-    metrics (empty in epochs without validation) and ``seconds``."""
+    metrics (empty in epochs without validation), the training examples seen so far per task
+    and ``seconds``."""
     fields: dict[str, None] = {"epoch": None}
     for row in history:
         fields.update((k, None) for k in row if k.startswith("loss_"))
     for row in history:
         fields.update((k, None) for k in row if k.startswith("valid_"))
+    for row in history:
+        fields.update((k, None) for k in row if k.startswith("examples_"))
     fields["seconds"] = None
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")

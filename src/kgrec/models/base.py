@@ -70,6 +70,21 @@ class Model(nn.Module):
             **kwargs,
         )
 
+    def task_weights(self) -> dict[str, float]:
+        """Constant factors ``forward`` applies to whole task losses (e.g. KTUP's lambda and
+        1 - lambda, Eq. 21); absent tasks have 1. They act only when the tasks share one
+        optimiser (``train.joint``); the experiment warns otherwise."""
+        return {}
+
+    def step_shares(self) -> dict[str, float]:
+        """Shares of the alternating steps a loss weight asks for (KTUP's lambda read as the
+        authors' share of steps); the experiment warns when the schedule gives others."""
+        return {}
+
+    def sampler_defaults(self, task: str) -> dict[str, Any]:
+        """Sampler options this model needs for ``task`` (the config's options win)."""
+        return {}
+
     def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:  # pragma: no cover
         """Scalar loss of ``task`` on ``batch``."""
         raise NotImplementedError

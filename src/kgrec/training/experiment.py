@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,57 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
         return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+class LossWeightWarning(UserWarning):
+    """A model's loss weight between tasks that cannot change training as configured."""
+
+
+def make_optimizers(cfg: RunConfig, model: Model) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per task over all parameters, or ``{"joint": one}`` with ``train.joint``.
+
+    Without ``train.joint``, a model's constant weight on a task's whole loss
+    (:meth:`Model.task_weights`) does not change Adam's or Adagrad's updates (both are
+    invariant to the scale of the gradient): such a weight is reported with a
+    :class:`LossWeightWarning`.
+    """
+    tc, params = cfg.train, list(model.parameters())
+    if tc.joint:
+        lrs = {tc.for_task(tc.lr, t) for t in model.tasks}
+        if len(lrs) > 1:
+            raise ConfigError(f"train.joint uses one optimiser, so one learning rate; train.lr is {tc.lr}")
+        return {"joint": make_optimizer(tc.optimizer, params, lrs.pop(), tc.weight_decay)}
+    weights = {t: model.task_weights().get(t, 1.0) for t in model.tasks}
+    if len(set(weights.values())) > 1 and tc.optimizer in ("adam", "adagrad"):
+        warnings.warn(
+            f"{cfg.model}: the task loss weights {weights} cannot act with a separate {tc.optimizer} "
+            "optimiser per task (its updates ignore a constant factor on the loss); set "
+            "train.joint: true for one optimiser over the weighted sum", LossWeightWarning, stacklevel=2)
+    return {t: make_optimizer(tc.optimizer, params, tc.for_task(tc.lr, t), tc.weight_decay)
+            for t in model.tasks}
+
+
+def check_schedule(cfg: RunConfig, model: Model) -> list[tuple[str, int]]:
+    """The step schedule, refusing combinations in which an option would not act."""
+    tc = cfg.train
+    if tc.kge_interval is not None and (tc.schedule is not None or tc.joint):
+        raise ConfigError("train.kge_interval (whole passes per task) replaces train.schedule and "
+                          "train.joint; set train.schedule=null and train.joint=false")
+    if tc.joint and tc.schedule is not None and any(n != 1 for _, n in tc.schedule):
+        raise ConfigError(f"train.joint sums one batch of every task per step; train.schedule "
+                          f"{tc.schedule} cannot apply (set train.schedule=null)")
+    schedule = tc.schedule or default_schedule(model.tasks)
+    shares = model.step_shares()
+    if shares:
+        total = sum(n for _, n in schedule)
+        given = {t: sum(n for task, n in schedule if task == t) / total for t in shares}
+        if tc.joint or tc.kge_interval is not None or any(
+                abs(given[t] - w) > 1e-6 for t, w in shares.items()):
+            warnings.warn(
+                f"{cfg.model}: the model reads its loss weight as shares of steps {shares}, but the "
+                f"training gives {'joint steps' if tc.joint else given}; set train.schedule to "
+                "those shares (e.g. [[rec, 7], [kg, 3]] for 0.7)", LossWeightWarning, stacklevel=2)
+    return schedule
 
 
 def set_threads(n: int | None) -> None:
@@ -194,15 +246,13 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
     device = _device(cfg.train.device)
     model = build_model(cfg, dataset, split).to(device)
     tasks = model.tasks
-    samplers, optimizers = {}, {}
-    params = list(model.parameters())
+    samplers = {}
     for task in tasks:
-        opts = cfg.train.sampler_options.get(task, {})
+        opts = {**model.sampler_defaults(task), **cfg.train.sampler_options.get(task, {})}
         bs = cfg.train.for_task(cfg.train.batch_size, task)
         samplers[task] = make_sampler(model.task_samplers[task], dataset, split, bs, **opts)
-        optimizers[task] = make_optimizer(cfg.train.optimizer, params,
-                                          cfg.train.for_task(cfg.train.lr, task), cfg.train.weight_decay)
-    schedule = cfg.train.schedule or default_schedule(tasks)
+    optimizers = make_optimizers(cfg, model)
+    schedule = check_schedule(cfg, model)
     monitor = cfg.train.monitor
     if not monitor.startswith("valid."):
         raise ConfigError(f"train.monitor must be a validation metric (valid.*), got {monitor!r}")
@@ -214,7 +264,8 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         model, samplers, optimizers, schedule,
         validate=lambda: evaluate(model, dataset, split, cfg, "valid", protocols),
         monitor=key, epochs=cfg.train.epochs, patience=cfg.train.patience, seed=cfg.seed,
-        eval_every=cfg.train.eval_every,
+        eval_every=cfg.train.eval_every, joint=cfg.train.joint,
+        kge_interval=cfg.train.kge_interval, max_examples=cfg.train.max_examples,
         checkpoint=ckpt_path, progress=progress, extra_state={"config": cfg_dict},
         on_epoch=epoch_writer,
     )
@@ -255,6 +306,7 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
         "epochs": state.epoch,
         "best_epoch": trainer.stopper.best_epoch + 1,
         "train_seconds": round(state.train_seconds, 3),
+        "examples": dict(state.examples),
         "history": state.history,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
