@@ -254,6 +254,66 @@ def reproduce(
         typer.echo(f"table -> {write_results}", err=True)
 
 
+@app.command()
+def serve(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders; the first is the default run")],
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="KGREC_TOKEN", help="bearer token the API "
+                                              "requires (default $KGREC_TOKEN; none: open)")] = None,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
+    max_body: Annotated[int, typer.Option(help="largest request body in bytes (413 above)")] = 1 << 20,
+    max_batch: Annotated[int, typer.Option(help="most users or pairs in one request (413 above)")] = 1000,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve runs over HTTP: recommendations, scores, explanations, similar items, KG
+    completion (API docs at /docs) and a page at /."""
+    import time
+
+    t0 = time.perf_counter()
+    import torch
+    import uvicorn
+
+    from kgrec.serve.app import create_app
+
+    torch.set_num_threads(threads)
+    web = create_app(run_dirs, token=token or None, data_dir=data_dir, max_body=max_body,
+                     max_batch=max_batch)
+    names = ", ".join(e.name for e in web.state.engines)
+    typer.echo(f"kgrec serve: {names} loaded in {time.perf_counter() - t0:.1f}s; "
+               f"http://{host}:{port}/ (API docs: /docs)", err=True)
+    try:
+        uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+    except OSError as e:  # port in use, address not available
+        raise KGRecError(f"--host {host} --port {port}: {e.strerror or e}") from None
+
+
+@app.command()
+def export(
+    run_dir: Path,
+    embeddings: Annotated[Path, typer.Option(help="NumPy .npz file to write")],
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a run's user and item representations (and KG embeddings) to a .npz file for
+    an external ANN index; with scoring == "dot", score = users @ items.T exactly."""
+    import io
+
+    import numpy as np
+
+    from kgrec.data.registry import atomic_write_bytes
+    from kgrec.serve.engine import Engine
+
+    if embeddings.exists() and not force:
+        raise KGRecError(f"{embeddings}: exists; pass --force to overwrite")
+    arrays = Engine.load(run_dir, data_dir).embeddings()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(embeddings, buf.getvalue())
+    shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if v.ndim == 2)
+    typer.echo(f"{embeddings}: {shapes} (scoring: {arrays['scoring']})")
+
+
 def _usage_errors() -> tuple[type[BaseException], ...]:
     """Exception types of command-line usage errors: typer's own (typer >= 0.2x vendors
     click; its ``ClickException`` derives from ``typer.TyperException``) and click's where
