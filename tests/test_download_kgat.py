@@ -62,6 +62,7 @@ def mirror(tmp_path, monkeypatch):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_download_extracts_the_kg_and_reads_the_kgat_layout(mirror, tmp_path):

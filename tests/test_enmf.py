@@ -87,6 +87,8 @@ def test_weights_l2_and_dropout_change_training():
     base = make()(b, "rec")
     assert make(weighting="uniform")(b, "rec") != base
     assert make(c0=5.0)(b, "rec") != base
+    assert make(weight_exponent=1.0)(b, "rec") != base
+    assert make(c_pos=1.0)(b, "rec") != base
     assert make(l2=0.1)(b, "rec") != base
     model = make(dropout=0.5)
     model.train()

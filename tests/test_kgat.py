@@ -205,6 +205,9 @@ def test_hyper_parameters_change_training():
     assert make(mess_dropout=0.0)(batch, "rec") != base
     torch.manual_seed(1)
     assert make(l2=0.0)(batch, "rec") != base
+    kg = next(make_sampler("ckg_triples", ds, split, 8).epoch(0))
+    assert make(kg_l2=0.0)(kg, "kg") != make()(kg, "kg")
+    assert make(kge_dim=2)(kg, "kg") != make()(kg, "kg")
     assert make(layers=[5]).propagate().shape[1] == 4 + 5
     with pytest.raises(ConfigError):
         make(mess_dropout=[0.1])  # one rate per layer
