@@ -1,10 +1,10 @@
-"""Data-parallel training with torch.distributed: 2 gloo processes on CPU for MKR, KTUP
-and JNSKR on a tiny synthetic dataset.
+"""Data-parallel training with torch.distributed: 2 gloo processes on CPU for MKR (also
+with joint steps), KTUP, JNSKR and ENMF on a tiny synthetic dataset.
 
 (a) the parameters are identical on both ranks after every step; (b) without dropout,
 2 processes at global batch B end with the parameters of 1 process at batch B; (c) the
 metrics of a 2-process run equal those of evaluating its saved model in one process.
-One spawn of two workers covers the three models (process start-up dominates).
+One spawn of two workers covers every model (process start-up dominates).
 """
 
 from __future__ import annotations
@@ -51,7 +51,13 @@ MODELS = {
     "jnskr": ({"dim": 8, "dropout": 0.0, "kg_dropout": 0.0, "c0": 5.0, "c1": 10.0},
               {"lr": 0.05, "optimizer": "adagrad", "batch_size": 9},
               {"protocols": ["topk"], "ks": [1, 5]}, None),
+    "enmf": ({"dim": 8, "dropout": 0.0, "l2": 1e-3}, {"lr": 0.05, "optimizer": "adagrad", "batch_size": 7},
+             {"protocols": ["topk"], "ks": [1, 5]}, None),
 }
+# samplers whose batches are rows with members (observed pairs, triples)
+GROUPS = {"jnskr": [("items", "pos_index", ["pos_users"]),
+                    ("heads", "kg_index", ["kg_relations", "kg_tails"])],
+          "enmf": [("users", "pos_index", ["pos_items"])]}
 
 
 def config(name: str, folder, epochs: int = 1, **train):
@@ -184,7 +190,7 @@ def test_torchrun_runs_python_m_kgrec(tmp_path):
 
 def test_shards_partition_each_global_batch(tmp_path):
     """Every sampler kind: the ranks' slices of a batch are disjoint, cover it in order,
-    and (JNSKR) keep each observed pair and triple with its own item or head."""
+    and (JNSKR, ENMF) keep each observed pair and triple with its own item, head or user."""
     folder = write_processed(tmp_path / "tiny")
     for name in MODELS:
         cfg = config(name, folder)
@@ -195,12 +201,11 @@ def test_shards_partition_each_global_batch(tmp_path):
             for batch in sampler.epoch(5):
                 parts = [sampler.shard(batch, r, 3) for r in range(3)]
                 assert sum(share for _, share in parts) == pytest.approx(1.0)
-                if name != "jnskr":
+                if name not in GROUPS:
                     for k, v in batch.items():
                         assert torch.equal(torch.cat([p[k] for p, _ in parts]), v)
                     continue
-                for key, index, fields in (("items", "pos_index", ["pos_users"]),
-                                           ("heads", "kg_index", ["kg_relations", "kg_tails"])):
+                for key, index, fields in GROUPS[name]:
                     assert torch.equal(torch.cat([p[key] for p, _ in parts]), batch[key])
                     whole = sorted(zip(batch[key][batch[index]].tolist(),
                                        *(batch[f].tolist() for f in fields), strict=True))

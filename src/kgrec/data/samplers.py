@@ -116,6 +116,28 @@ class Sampler:
             yield self.extra(batch, rng)
 
 
+def shard_groups(batch: dict[str, Tensor], groups: list[tuple[str, str, list[str]]], rank: int,
+                 world: int) -> tuple[dict[str, Tensor], float]:
+    """:meth:`Sampler.shard` of a batch of rows with members: for each ``(key, index,
+    fields)`` the rows ``batch[key]`` are sliced contiguously and their members (entries
+    of ``fields`` whose ``batch[index]`` is the row's position) follow their row, with
+    ``index`` renumbered into the slice. The share counts rows of every group."""
+    out: dict[str, Tensor] = {}
+    rows = total = 0
+    for key, index, fields in groups:
+        n = len(batch[key])
+        q, m = divmod(n, world)
+        start = rank * q + min(rank, m)
+        stop = start + q + (rank < m)
+        idx = batch[index]
+        sel = (idx >= start) & (idx < stop)
+        out[key] = batch[key][start:stop]
+        out[index] = idx[sel] - start
+        out.update({f: batch[f][sel] for f in fields})
+        rows, total = rows + stop - start, total + n
+    return out, rows / total if total else 0.0
+
+
 @register_sampler("ctr")
 class CTRSampler(Sampler):
     """Labelled ``(user, item, label)`` rows of the training split (MKR Algorithm 1, line 4)."""

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kgrec.data.dataset import KGDataset, Split
-from kgrec.data.samplers import Sampler, register_sampler
+from kgrec.data.samplers import Sampler, register_sampler, shard_groups
 from kgrec.errors import ConfigError
 from kgrec.models.base import Model, register_model
 from kgrec.models.jnskr import csr_by, expand_csr, training_pairs
@@ -69,6 +69,10 @@ class UserBatchSampler(Sampler):
     def __len__(self) -> int:
         return max(1, math.ceil(self.n / self.batch_size))
 
+    def shard(self, batch: dict[str, Tensor], rank: int, world: int) -> tuple[dict[str, Tensor], float]:
+        """A contiguous slice of the batch's users with their positives (distributed)."""
+        return shard_groups(batch, [("users", "pos_index", ["pos_items"])], rank, world)
+
     def epoch(self, seed: int) -> Iterator[dict[str, Tensor]]:
         rng = np.random.default_rng(seed)
         users = rng.permutation(self.active) if self.shuffle else self.active
@@ -86,6 +90,7 @@ class ENMF(Model):
 
     tasks: ClassVar[tuple[str, ...]] = ("rec",)
     task_samplers: ClassVar[dict[str, str]] = {"rec": "user_batches"}
+    batch_reduction: ClassVar[str] = "sum"  # the loss sums over the batch's users
 
     def __init__(self, n_users: int, n_items: int, train_pairs: np.ndarray | None = None,
                  dim: int = 64, weighting: Literal["uniform", "popularity"] = "uniform",
@@ -130,9 +135,10 @@ class ENMF(Model):
     def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:
         if task != "rec":
             raise ValueError(f"enmf has no task {task!r}")
-        loss = self.cf_loss(batch)
+        scale = batch.get("loss_scale", 1.0)  # distributed steps (Model.batch_reduction)
+        loss = scale * self.cf_loss(batch)
         if self.l2 > 0:
-            loss = loss + self.l2 * (self.user_emb(batch["users"]).square().sum()
+            loss = loss + self.l2 * (scale * self.user_emb(batch["users"]).square().sum()
                                      + self.item_emb.weight.square().sum())
         return loss
 

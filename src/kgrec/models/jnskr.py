@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kgrec.data.dataset import KGDataset, Split
-from kgrec.data.samplers import Sampler, register_sampler
+from kgrec.data.samplers import Sampler, register_sampler, shard_groups
 from kgrec.errors import ConfigError
 from kgrec.models.base import Model, register_model
 from kgrec.models.nonsampling import (  # noqa: F401  (negative_weights: public here too)
@@ -219,23 +219,9 @@ class JNSKRSampler(Sampler):
 
     def shard(self, batch: dict[str, Tensor], rank: int, world: int) -> tuple[dict[str, Tensor], float]:
         """Contiguous slices of the batch's items and of its heads, with their observed
-        pairs and triples re-indexed into the slices (see :meth:`Sampler.shard`)."""
-        out: dict[str, Tensor] = {}
-        rows = 0
-        for key, index, fields in (("items", "pos_index", ("pos_users",)),
-                                   ("heads", "kg_index", ("kg_relations", "kg_tails"))):
-            n = len(batch[key])
-            q, m = divmod(n, world)
-            start = rank * q + min(rank, m)
-            stop = start + q + (rank < m)
-            idx = batch[index]
-            sel = (idx >= start) & (idx < stop)
-            out[key] = batch[key][start:stop]
-            out[index] = idx[sel] - start
-            out.update({f: batch[f][sel] for f in fields})
-            rows += stop - start
-        total = len(batch["items"]) + len(batch["heads"])
-        return out, rows / total if total else 0.0
+        pairs and triples (see :meth:`Sampler.shard`)."""
+        return shard_groups(batch, [("items", "pos_index", ["pos_users"]),
+                                    ("heads", "kg_index", ["kg_relations", "kg_tails"])], rank, world)
 
     def epoch(self, seed: int) -> Iterator[dict[str, Tensor]]:
         rng = np.random.default_rng(seed)
