@@ -39,12 +39,16 @@ def datasets_info(
     """Print a dataset's statistics (users, items, interactions, entities, relations, triples)."""
     from kgrec.data import load_dataset
 
-    stats = load_dataset(name, layout, data_dir).stats()
+    ds = load_dataset(name, layout, data_dir)
+    stats = ds.stats()
     if as_json:
         typer.echo(json.dumps(stats))
         return
     for k, v in stats.items():
         typer.echo(f"{k:14s} {v:,}")
+    for note in ("skipped", "duplicates_removed"):  # counted reading policies
+        if any(ds.meta.get(note, {}).values()):
+            typer.echo(f"{note:14s} " + ", ".join(f"{k} {v:,}" for k, v in ds.meta[note].items()))
 
 
 @datasets_app.command("download")
@@ -122,16 +126,24 @@ def explain(
     """Explain one user-item score (HKRM: preference vs attribute-importance distributions)."""
     from kgrec.recommend import explain_pair
 
+    if plot is not None:
+        from kgrec.plots import check_plot_path
+
+        check_plot_path(plot)
     exp, dataset = explain_pair(run_dir, user, item, data_dir)
     if plot is not None:
         from kgrec.plots import plot_preference_heatmap
+
+        if "fields" not in exp:
+            raise KGRecError("--plot draws HKRM's preference heatmap; this model's explanation "
+                             "has no preference distributions")
 
         names = [dataset.relation_names[f] if dataset.relation_names else f"relation {f}"
                  for f in exp["fields"]]
         plot_preference_heatmap(exp["user_distribution"], exp["item_distribution"], names, plot)
         typer.echo(f"heatmap -> {plot}")
     typer.echo(json.dumps({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in exp.items()},
-                          indent=2))
+                          indent=2, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 @app.command()

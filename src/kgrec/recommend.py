@@ -15,16 +15,18 @@ from kgrec.training.experiment import load_run
 
 
 def resolve_id(value: str | int, names: list[str] | None, n: int, what: str) -> int:
-    """Index of ``value``: an original id when the dataset has them, else an index."""
-    text = str(value)
+    """Index of ``value``: an original id when the dataset has them (and only then: an
+    index is never guessed for a dataset with its own ids), else an index written in ASCII
+    digits."""
+    text = str(value).strip()
     if names is not None:
-        try:
+        if text and text in names:
             return names.index(text)
-        except ValueError:
-            pass
-    if text.isdigit() and int(text) < n:
+        raise KGRecError(f"unknown {what} {value!r}: not one of the dataset's {len(names):,} "
+                         f"{what} ids (e.g. {next((x for x in names if x), '')!r})")
+    if text.isascii() and text.isdigit() and int(text) < n:
         return int(text)
-    raise KGRecError(f"unknown {what} {value!r}")
+    raise KGRecError(f"unknown {what} {value!r}: expected an index 0..{n - 1}")
 
 
 def _name(names: list[str] | None, k: int) -> str:
@@ -97,6 +99,15 @@ def explain_pair(run_dir: str | Path, user: str | int, item: str | int,
         raise KGRecError(f"model {model.name!r} has no explanation")
     u = resolve_id(user, dataset.user_ids, dataset.n_users, "user")
     i = resolve_id(item, dataset.item_ids, dataset.n_items, "item")
-    with torch.no_grad():
-        exp = model.explain(u, i)
+    params = list(inspect.signature(model.explain).parameters)
+    try:
+        with torch.no_grad():  # (user, item) for HKRM, KTUP, TUP; (items) for JNSKR
+            exp = model.explain(u, i) if len(params) >= 2 else model.explain([i])
+    except KGRecError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a model that cannot explain this pair
+        raise KGRecError(f"model {model.name!r} cannot explain user {user} and item {item}: "
+                         f"{e}") from None
+    if isinstance(exp, list):
+        exp = exp[0] if exp else {}
     return exp, dataset

@@ -52,6 +52,10 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
     """Train ``configs/MODEL-DATASET.yaml`` with seeds ``0..seeds-1`` per dataset and write a
     markdown table of paper vs measured test AUC / ACC (mean ± std) into ``results``
     (block ``key``, default ``reproduce:MODEL``). ``overrides`` are ``--set`` strings."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if not datasets:
+        raise ConfigError("--datasets names no dataset")
     overrides = list(overrides or [])
     rows = []
     for ds in datasets:

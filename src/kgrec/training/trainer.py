@@ -20,11 +20,17 @@ import torch
 from tqdm.auto import tqdm
 
 from kgrec.data.samplers import Sampler
+from kgrec.errors import KGRecError
 from kgrec.evaluation.ctr import model_device
 from kgrec.models.base import Model
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
 from kgrec.training.schedule import task_cycle
 from kgrec.training.stopping import EarlyStopper
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
@@ -104,13 +110,21 @@ class Trainer:
         }
 
     def resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
-        self.model.load_state_dict(ckpt["model"])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(ckpt["optimizers"][k])
-        self.stopper.load_state_dict(ckpt["stopper"])
-        self.state = TrainState(epoch=ckpt["epoch"], history=list(ckpt["history"]),
-                                best_state=ckpt["best_state"], train_seconds=ckpt["train_seconds"])
+        """Continue from checkpoint ``path``; a checkpoint with missing keys or tensors that
+        do not fit this model raises :class:`KGRecError` naming the file."""
+        ckpt = load_checkpoint(path, required=("model", "optimizers", "stopper", "epoch", "history",
+                                               "best_state", "train_seconds"))
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            for k, o in self.optimizers.items():
+                o.load_state_dict(ckpt["optimizers"][k])
+            self.stopper.load_state_dict(ckpt["stopper"])
+            self.state = TrainState(epoch=int(ckpt["epoch"]), history=list(ckpt["history"]),
+                                    best_state=ckpt["best_state"],
+                                    train_seconds=float(ckpt["train_seconds"]))
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise KGRecError(f"{path}: checkpoint does not fit this run's model and "
+                             f"optimisers: {_first_line(e)}") from None
 
     # ---- loop -------------------------------------------------------------------------
     def _aux_batches(self, task: str, epoch: int, salt: int) -> Iterator[dict]:
