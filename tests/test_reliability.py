@@ -227,7 +227,8 @@ def test_cache_keyed_by_content_not_size_and_mtime(tmp_path, monkeypatch):
     ("train.schedule=[[nope, 1]]", "train.schedule"),
     ("train.sampler_options.rec.bogus=1", "train.sampler_options"),
     ("train.sampler_options.nope.filter_true=true", "train.sampler_options.nope"),
-    ("model_args.dim=1000000000", "model_args"),
+    ("model_args.dim=1000000000", "model_args"), ("eval.ks=[1000000000]", "eval.ks"),
+    ("data.negatives=drop", "eval.protocols"),
 ])
 def test_bad_config_values_exit_2_naming_the_option(tmp_path, tiny_processed, monkeypatch, capsys,
                                                     override, option):
@@ -237,6 +238,18 @@ def test_bad_config_values_exit_2_naming_the_option(tmp_path, tiny_processed, mo
     assert code == 2, err
     assert err.startswith("error: ") and option in err and "Traceback" not in err
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_divergence_and_protocols_the_model_cannot_score(tmp_path, tiny_processed):
+    cfg = load_config(tiny_cfg_file(tmp_path, tiny_processed), ["train.optimizer=sgd",
+                                                                 "train.lr=1e300"])
+    with pytest.raises(KGRecError, match="diverged at epoch 1.*train.lr"):
+        run(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    cfg = load_config(tiny_cfg_file(tmp_path, tiny_processed), [
+        "eval.protocols=[kg]", "data.kg_split=[0.8, 0.1, 0.1]", "train.monitor=valid.kg.mrr"])
+    with pytest.raises(ConfigError, match="does not score KG triples"):
+        run(cfg, tmp_path / "run2", progress=False)
 
 
 def test_config_files_in_utf16_or_binary(tmp_path, monkeypatch, capsys):

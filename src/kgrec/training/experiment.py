@@ -220,15 +220,39 @@ def check_tasks(cfg: RunConfig) -> None:
                               f"(its tasks: {', '.join(tasks)})")
 
 
-def check_parts(cfg: RunConfig, split: Split, evaluate_test: bool = True) -> None:
-    """The split must leave rows to validate on (and to test on, when testing)."""
+def check_parts(cfg: RunConfig, split: Split, evaluate_test: bool = True,
+                n_users: int | None = None) -> None:
+    """The split must leave rows to validate on (and to test on, when testing), and the
+    top-K rankings (``max(eval.ks)`` slots for each of ``n_users`` users, with their hit
+    arrays: 32 bytes a slot) must fit in memory."""
+    monitor = cfg.train.monitor
+    topk = "topk" in cfg.eval.protocols or ("@" in monitor and not monitor.startswith("valid.kg."))
+    if n_users is not None and topk:
+        need, have = 32 * n_users * max(cfg.eval.ks), available_memory()
+        if need > have:
+            raise ConfigError(f"eval.ks: k = {max(cfg.eval.ks):,} for {n_users:,} users needs "
+                              f"{need / 2**30:,.1f} GiB for the rankings, more than the "
+                              f"{have / 2**30:,.1f} GiB available")
     if not {"ctr", "topk"} & set(cfg.eval.protocols) and cfg.train.monitor.startswith("valid.kg."):
         return
     parts = [("validation", split.valid)] + ([("test", split.test)] if evaluate_test else [])
+    ctr = "ctr" in cfg.eval.protocols or monitor in ("valid.auc", "valid.acc")
     for name, rows in parts:
         if not len(rows) or not (rows[:, 2] == 1).any():
             raise ConfigError(f"data.ratios {list(cfg.data.ratios)} / data.split {cfg.data.split!r} "
                               f"leave no positive {name} row on this data; metrics would be NaN")
+        if ctr and not (rows[:, 2] == 0).any():
+            raise ConfigError(f"eval.protocols: the ctr protocol (AUC) needs negative {name} rows "
+                              f"and this data has none (data.negatives is {cfg.data.negatives!r}); "
+                              "drop ctr or keep the negatives")
+
+
+def check_protocols(cfg: RunConfig, model: Model) -> None:
+    """The model must be able to score what the protocols evaluate."""
+    kg = "kg" in cfg.eval.protocols or cfg.train.monitor.startswith("valid.kg.")
+    if kg and not (hasattr(model, "score_tails") and hasattr(model, "score_heads")):
+        raise ConfigError(f"eval.protocols / train.monitor: {cfg.model!r} does not score KG "
+                          "triples, so the kg protocol cannot evaluate it")
 
 
 def run(cfg: RunConfig, out_dir: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -269,7 +293,7 @@ def run_unlocked(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | Non
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False).encode())
 
     dataset, split = prepare_data(cfg, data_dir)
-    check_parts(cfg, split, evaluate_test)
+    check_parts(cfg, split, evaluate_test, dataset.n_users)
     fingerprint = data_fingerprint(dataset, split)
     if prev_fp is not None and prev_fp != fingerprint:
         raise ConfigError(f"{ckpt_path}: the data changed since this checkpoint was written "
@@ -278,6 +302,7 @@ def run_unlocked(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | Non
     np.random.seed(cfg.seed % 2**32)
     device = _device(cfg.train.device)
     model = build_model(cfg, dataset, split, device).to(device)
+    check_protocols(cfg, model)
     tasks = model.tasks
     samplers, optimizers = {}, {}
     params = list(model.parameters())

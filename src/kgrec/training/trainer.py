@@ -168,6 +168,10 @@ class Trainer:
                 t0 = time.perf_counter()
                 losses = self.train_epoch(epoch)
                 self.state.train_seconds += time.perf_counter() - t0
+                diverged = [k for k, v in losses.items() if not math.isfinite(v)]
+                if diverged:  # the last checkpoint (previous epoch) stays as it was
+                    raise KGRecError(f"training diverged at epoch {epoch + 1}: "
+                                     f"{', '.join(diverged)} is not finite; lower train.lr")
                 due = (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
                 metrics = self.validate() if due else {}
                 value = metrics.get(self.monitor, math.nan)
