@@ -5,7 +5,8 @@ The lock is ``OUT/.kgrec.lock``, held with ``flock`` for the whole run and holdi
 owner's pid and host. A second run into the same folder fails at once with
 :class:`~kgrec.errors.OutputError` naming the owner; the lock goes with the process (exit,
 Ctrl-C or kill -9), so a lock file left by a dead process is simply taken over. Under
-``torchrun`` only rank 0 locks (the ranks of one run share the folder).
+``torchrun`` only rank 0 locks (the ranks of one run share the folder); on a file system
+without ``flock`` support the run goes on unlocked.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RunLock:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise OutputError(self.out, f"in use by another kgrec run ({owner}); wait for it "
                                             "to finish or choose another --out") from None
-            raise OutputError(self.out, f"cannot lock the run folder: {e.strerror}") from None
+            return self  # a file system without locks (some network mounts): run unlocked
         with contextlib.suppress(OSError):  # the owner note is informative only
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
