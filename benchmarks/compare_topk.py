@@ -8,10 +8,11 @@ For every model: (a) a validation grid of the preset's learning rates times each
 size, epoch cap and patience for all models, selected on the preset's monitored validation
 metric; (b) seeds ``0..seeds-1`` of the selected setting, each test-evaluated once (the seed-0
 run of the grid is resumed from its run folder and only then test-evaluated). A markdown
-table of test mean ± std goes into ``docs/results.md`` under ``--key``:DATASET, and, with
-``--kg-models``, filtered Hits@10 / mean rank on the KG test triples under ``kg:DATASET``.
+table of test mean ± std is printed and, with ``--write-results PATH`` (e.g. docs/results.md),
+written into PATH under ``--key``:DATASET; with ``--kg-models``, filtered Hits@10 / mean rank
+on the KG test triples too (block ``kg:DATASET``).
 
-A model name is a preset stem (``configs/<model>-<dataset>.yaml``) or one of the variants
+A model name is a preset stem (``<model>-<dataset>``, see ``--configs``) or one of the variants
 in ``VARIANTS``. Finished runs are reused (run folders under ``--out``/DATASET/KEY), so an interrupted
 comparison continues where it stopped. ``--jobs N`` runs the independent runs of each phase in N
 processes (each single-threaded unless ``--set train.threads=...``); ``--set train.device=cuda``
@@ -23,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -38,8 +37,10 @@ import yaml
 
 from kgrec.config import load_config
 from kgrec.evaluation import evaluate_topk
+from kgrec.presets import PRESET_DIR
 from kgrec.reproduce import update_section
 from kgrec.training.experiment import prepare_data, run
+from kgrec.utils import machine_description
 
 #: name -> (preset stem, extra overrides)
 VARIANTS = {
@@ -81,9 +82,7 @@ def _run(preset: Path, overrides: list[str], out: Path, data_dir, evaluate_test:
 
 def _machine(results: dict[str, dict], cuda_machine: str) -> str:
     """The machines of the table's runs, for its caption."""
-    here = f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}"
-    if torch.cuda.is_available():
-        here = f"{torch.cuda.get_device_name()}, {here}"
+    here = machine_description("cuda" if torch.cuda.is_available() else "cpu")
     if any("cuda" in r.get("device", "cpu") for r in results.values()) and cuda_machine:
         cpu_rows = any("cpu" in r.get("device", "cpu") for r in results.values())
         return (f"device cuda: {cuda_machine}" + (f"; device cpu: {here}" if cpu_rows else ""))
@@ -189,7 +188,7 @@ def popularity(preset: Path, seeds: int, ks: list[int], data_dir) -> dict[str, l
 
 
 def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
-               pop: dict[str, list[float]] | None = None, machine: str = "2-core CPU") -> str:
+               pop: dict[str, list[float]] | None = None, machine: str = "") -> str:
     head = " | ".join(f"Recall@{k} | NDCG@{k}" for k in ks)
     lines = [
         f"Test metrics (mean ± std over seeds {budget}); machine: {machine}, "
@@ -218,7 +217,7 @@ def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
     return "\n".join(lines)
 
 
-def kg_table(results: dict[str, dict], cmd: str, budget: str, machine: str = "2-core CPU") -> str:
+def kg_table(results: dict[str, dict], cmd: str, budget: str, machine: str = "") -> str:
     lines = [
         f"KG completion on the held-out KG test triples (data.kg_split 7:1:2 by seed, so seed s of "
         f"every model ranks the same triples), filtered, mean ± std over seeds {budget}; "
@@ -256,9 +255,9 @@ def main() -> None:
                     help="key=value for every run (e.g. train.epochs=60)")
     ap.add_argument("--out", type=Path, default=Path("runs/compare"))
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--configs", type=Path, default=Path("configs"))
-    ap.add_argument("--results", type=Path, default=Path("docs/results.md"))
-    ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--configs", type=Path, default=PRESET_DIR, help="preset folder")
+    ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
+                    help="also write the tables into this markdown file (e.g. docs/results.md)")
     ap.add_argument("--cuda-machine", default="",
                     help="describes the machine of runs made with train.device=cuda elsewhere")
     ap.add_argument("--jobs", type=int, default=1, help="runs of a phase in parallel processes")
@@ -282,14 +281,14 @@ def main() -> None:
         table = topk_table({m: res[m] for m in models}, ks, cmd, budget, pop,
                            _machine({m: res[m] for m in models}, args.cuda_machine))
         print(table)
-        if not args.no_record:
-            update_section(args.results, f"{args.key}:{args.dataset}", table)
+        if args.write_results is not None:
+            update_section(args.write_results, f"{args.key}:{args.dataset}", table)
     if kg_models:
         table = kg_table({m: res[m] for m in kg_models}, cmd, budget,
                          _machine({m: res[m] for m in kg_models}, args.cuda_machine))
         print(table)
-        if not args.no_record:
-            update_section(args.results, f"{args.kg_key}:{args.dataset}", table)
+        if args.write_results is not None:
+            update_section(args.write_results, f"{args.kg_key}:{args.dataset}", table)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import torch
 from kgrec.data.dataset import KGDataset, Split
 from kgrec.data.samplers import make_sampler
 from kgrec.models.jnskr import JNSKR
+from kgrec.utils import machine_description
 
 
 def synthetic(args: argparse.Namespace, factor: int) -> tuple[KGDataset, Split]:
@@ -141,6 +142,7 @@ def main() -> None:
     seconds = [med[f"x{f}"] for f in args.factors]
     bpr_seconds = med.get("bpr")
     print(f"growth x{args.factors[-1]}/x{args.factors[0]}: {seconds[-1] / seconds[0]:.2f}")
+    print(f"machine: {machine_description()}, 1 thread, {time.strftime('%Y-%m-%d')}")
     print(json.dumps({"items_factor": args.factors, "seconds_per_epoch": seconds,
                       "bpr_seconds_per_epoch": bpr_seconds}))
 

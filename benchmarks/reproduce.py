@@ -1,8 +1,8 @@
 """Reproduction benchmark: ``python benchmarks/reproduce.py mkr [--seeds 3] [--datasets lastfm,book]``.
 
-Trains the model's presets over seeds and writes the paper-vs-measured table into
-docs/results.md (same as ``kgrec reproduce``). Run from the repository root with
-``KGREC_DATA`` pointing at the data folder.
+Trains the model's presets over seeds and prints the paper-vs-measured table; with
+``--write-results docs/results.md`` it is also written there (same as ``kgrec reproduce``).
+Run from the repository root with ``KGREC_DATA`` pointing at the data folder.
 """
 
 import sys

@@ -1,18 +1,17 @@
 """KTUP speed on Book-Crossing: one training epoch and one full KG-completion evaluation.
 
-    python benchmarks/speed_ktup.py [--config configs/ktup-book.yaml] [--repeats 3] [--threads 1]
+    python benchmarks/speed_ktup.py [--config ktup-book] [--repeats 3] [--threads 1]
 
 The epoch goes through kgrec's trainer (alternating rec / kg steps as the preset's schedule);
 the KG evaluation ranks every entity as head and as tail for each held-out KG test triple
 (raw and filtered ranks, relation categories) with ``evaluate_kg``. Medians of ``--repeats``;
-recorded as the ``speed:ktup`` block of docs/results.md unless ``--no-record``.
+printed, and written as the ``speed:ktup`` block of ``--write-results PATH`` when given.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -24,10 +23,12 @@ import torch
 from kgrec.config import load_config
 from kgrec.data.samplers import make_sampler
 from kgrec.evaluation import evaluate_kg
+from kgrec.presets import resolve_config
 from kgrec.reproduce import update_section
-from kgrec.training.experiment import build_model, make_optimizer, prepare_data
+from kgrec.training.experiment import build_model, make_optimizers, prepare_data
 from kgrec.training.schedule import default_schedule
 from kgrec.training.trainer import Trainer
+from kgrec.utils import machine_description
 
 
 def _times(fn, repeats: int) -> list[float]:
@@ -41,24 +42,24 @@ def _times(fn, repeats: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", type=Path, default=Path("configs/ktup-book.yaml"))
+    ap.add_argument("--config", default="ktup-book", help="preset name or YAML file")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--results", type=Path, default=Path("docs/results.md"))
-    ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
+                    help="also write the table into this markdown file (e.g. docs/results.md)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [f"train.threads={args.threads}"])
+    cfg = load_config(resolve_config(args.config), [f"train.threads={args.threads}"])
     dataset, split = prepare_data(cfg)
     torch.manual_seed(0)
     model = build_model(cfg, dataset, split)
     samplers = {t: make_sampler(model.task_samplers[t], dataset, split,
                                 cfg.train.for_task(cfg.train.batch_size, t),
                                 **cfg.train.sampler_options.get(t, {})) for t in model.tasks}
-    opts = {t: make_optimizer(cfg.train.optimizer, model.parameters(),
-                              cfg.train.for_task(cfg.train.lr, t)) for t in model.tasks}
+    opts = make_optimizers(cfg, model)  # one joint optimiser under train.joint
     trainer = Trainer(model, samplers, opts, cfg.train.schedule or default_schedule(model.tasks),
-                      validate=dict, monitor="none", epochs=1, patience=0, progress=False)
+                      validate=dict, monitor="none", epochs=1, patience=0, progress=False,
+                      joint=cfg.train.joint)
     epochs = iter(range(10**6))
     epoch_s = _times(lambda: trainer.train_epoch(next(epochs)), args.repeats)
     model.eval()
@@ -75,8 +76,8 @@ def main() -> None:
         f"KTUP on Book-Crossing (`{args.config}`: min_user_positives "
         f"{cfg.data.min_user_positives}, {len(split.train)} training pairs, {n_rec} rec batches "
         f"of {cfg.train.for_task(cfg.train.batch_size, 'rec')} per epoch, schedule "
-        f"{cfg.train.schedule}); machine: 2-core CPU ({platform.machine()}), torch "
-        f"{torch.__version__}, {args.threads} thread(s), {time.strftime('%Y-%m-%d')}; "
+        f"{cfg.train.schedule}); machine: {machine_description(cfg.train.device)}, "
+        f"{args.threads} thread(s), {time.strftime('%Y-%m-%d')}; "
         f"median of {args.repeats}. Command: `python {' '.join(sys.argv)}`",
         "",
         "| measurement | median s | all runs s |",
@@ -89,8 +90,8 @@ def main() -> None:
     ])
     print(body)
     print(json.dumps(res))
-    if not args.no_record:
-        update_section(args.results, "speed:ktup", body)
+    if args.write_results is not None:
+        update_section(args.write_results, "speed:ktup", body)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Grid search on the validation split (the test split is never read).
 
-    python benchmarks/tune.py configs/mkr-lastfm.yaml \
+    python benchmarks/tune.py mkr-lastfm \
         --grid model_args.relation_mlp=true,false --grid train.lr.rec=0.001,0.002 --seeds 2
 
 Every combination is trained with seeds ``0..seeds-1``; the table lists the mean of the
@@ -17,12 +17,13 @@ import tempfile
 from pathlib import Path
 
 from kgrec.config import load_config
+from kgrec.presets import resolve_config
 from kgrec.training.experiment import run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("config", type=Path)
+    ap.add_argument("config", type=resolve_config, help="preset name or YAML file")
     ap.add_argument("--grid", action="append", default=[], help="key=v1,v2,...")
     ap.add_argument("--set", action="append", default=[], dest="fixed", help="key=value for all runs")
     ap.add_argument("--seeds", type=int, default=2)

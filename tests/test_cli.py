@@ -63,10 +63,15 @@ def test_train_then_recommend(tiny_processed, tmp_path):
         (["recommend", "{run}", "--user", "zzz"], "checkpoint not found"),
     ],
 )
-def test_bad_options_give_clear_errors(tmp_path, args, message):
+def test_bad_options_give_clear_errors(tmp_path, monkeypatch, capsys, args, message):
+    from kgrec.cli import main  # in-process: the same main() as the console script
+
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: mkr\ndata: {dataset: lastfm}\n")
     args = [a.format(cfg=cfg, run=tmp_path / "norun") for a in args]
-    r = kgrec(*args, cwd=tmp_path)
-    assert r.returncode == 2
-    assert message in r.stderr and "Traceback" not in r.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert message in err and "Traceback" not in err

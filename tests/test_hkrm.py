@@ -250,7 +250,11 @@ def test_explain_and_heatmap(tmp_path):
     from kgrec.plots import plot_preference_heatmap
 
     model = make_model()
-    ex = model.explain(0, 2)
+    ex = model.explain(0, [2])[0]
+    batch = model.explain(0, torch.tensor([1, 2, 3]))  # several items at once, as recommend asks
+    assert [b["item"] for b in batch] == [1, 2, 3]
+    assert batch[1]["item_distribution"] == pytest.approx(ex["item_distribution"])
+    assert batch[1]["probability"] == pytest.approx(ex["probability"])
     assert ex["fields"] == [0, 1]
     assert sum(ex["user_distribution"]) == pytest.approx(1.0)
     assert sum(ex["item_distribution"]) == pytest.approx(1.0)
@@ -262,3 +266,7 @@ def test_explain_and_heatmap(tmp_path):
     assert [p.name for p in (tmp_path / "fig").iterdir()] == ["h.png"]
     with pytest.raises(ValueError):
         plot_preference_heatmap([1.0], [0.5, 0.5], ["a", "b"], tmp_path / "x.png")
+
+
+def test_only_variants_with_attributes_explain():
+    assert make_model().can_explain and not make_model(variant="item").can_explain

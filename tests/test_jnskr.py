@@ -178,7 +178,7 @@ def test_item_repr_matches_definition_and_is_padding_invariant():
 
 def test_explain_weights_cover_own_triples_and_sum_to_one():
     model, *_ = make_model()
-    out = model.explain([0, 1, 2, 3, 4])
+    out = model.explain(0, [0, 1, 2, 3, 4])
     for rec, v in zip(out, range(N_ITEMS), strict=True):
         e = int(ITEM_ENTITY[v])
         assert rec["entity"] == e
@@ -196,7 +196,7 @@ def test_explain_weights_cover_own_triples_and_sum_to_one():
 def test_triple_cap_is_a_deterministic_subset():
     a, *_ = make_model(max_triples=2, triple_seed=1)
     b, *_ = make_model(max_triples=2, triple_seed=1)
-    ra, rb = a.explain([0])[0], b.explain([0])[0]
+    ra, rb = a.explain(0, [0])[0], b.explain(0, [0])[0]
     assert len(ra["tails"]) == 2
     assert np.array_equal(ra["tails"], rb["tails"]) and np.array_equal(ra["relations"],
                                                                        rb["relations"])
@@ -205,7 +205,7 @@ def test_triple_cap_is_a_deterministic_subset():
     seen = set()
     for seed in range(20):
         m, *_ = make_model(max_triples=2, triple_seed=seed)
-        r = m.explain([0])[0]
+        r = m.explain(0, [0])[0]
         seen.add(tuple(sorted(zip(r["relations"].tolist(), r["tails"].tolist(), strict=True))))
     assert len(seen) > 1  # different seeds draw different subsets
 

@@ -1,11 +1,14 @@
 """MKR equations against explicit forms (Eq. 1-2, 6-9)."""
 
 import numpy as np
+import pytest
 import torch
 from torch.nn import functional as F
 
 from kgrec.data import load_dataset, ratio_split
-from kgrec.models.mkr import MKR, CrossCompress
+from kgrec.data.samplers import make_sampler
+from kgrec.errors import ConfigError
+from kgrec.models.mkr import MKR, CrossCompress, DCNUnit, StitchUnit
 
 
 def test_cross_compress_matches_explicit_outer_product():
@@ -89,3 +92,71 @@ def test_kge_rmse_is_table4_form(tiny_processed):
     tail = m.tail_latent(t[:, 2])
     ref = np.mean(np.sqrt(((tail - t_hat) ** 2).sum(-1).detach().numpy() / m.dim))
     assert abs(m.kge_rmse(t) - ref) < 1e-6
+
+
+def _pairs(d=5, b=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, d, dtype=torch.float64, generator=g) for _ in range(4)]
+
+
+def test_dcn_unit_matches_eq13():
+    torch.manual_seed(0)
+    unit = DCNUnit(5).double()
+    with torch.no_grad():
+        unit.b_v.normal_()
+        unit.b_e.normal_()
+    v, e, v0, e0 = _pairs()
+    w_ev, w_ve = unit.w
+    v_next, e_next = unit(v, e, v0, e0)
+    for k in range(len(v)):
+        # Eq. 13 (Eq. 12's DCN layer x0 x_l^T w + x_l + b, crossed between the tasks)
+        v_ref = torch.outer(e0[k], v[k]) @ w_ev + v[k] + unit.b_v
+        e_ref = torch.outer(v0[k], e[k]) @ w_ve + e[k] + unit.b_e
+        assert torch.allclose(v_next[k], v_ref, atol=1e-12)
+        assert torch.allclose(e_next[k], e_ref, atol=1e-12)
+
+
+def test_stitch_unit_is_eq15_with_scalars():
+    unit = StitchUnit(5).double()
+    with torch.no_grad():
+        unit.alpha.copy_(torch.tensor([[0.7, -0.2], [0.4, 1.3]]))
+        unit.b_v.normal_()
+        unit.b_e.normal_()
+    v, e, v0, e0 = _pairs(seed=1)
+    v_next, e_next = unit(v, e, v0, e0)
+    for k in range(len(v)):
+        stacked = torch.stack([v[k], e[k]])  # (2, d): the [v; e] of Eq. 14-15
+        ref = unit.alpha @ stacked
+        assert torch.allclose(v_next[k], ref[0] + unit.b_v, atol=1e-12)
+        assert torch.allclose(e_next[k], ref[1] + unit.b_e, atol=1e-12)
+
+
+def test_every_unit_lets_the_kg_side_change_the_rs_score(tiny_processed):
+    """The item's score moves when its aligned entity's embedding moves (the transfer works),
+    and the KGE step's gradient reaches the item embeddings only through the unit."""
+    for unit in ("cross_compress", "dcn", "stitch"):
+        ds, m = _model(tiny_processed, unit=unit)
+        users, items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+        before = m.score(users, items).detach().clone()
+        with torch.no_grad():
+            m.entity_emb.weight[items] += 0.5  # processed layout: item i is entity i
+        assert (m.score(users, items) - before).abs().min() > 1e-4, unit
+        kb = {"heads": torch.tensor([3, 4]), "relations": torch.tensor([0, 1]),
+              "tails": torch.tensor([41, 45]), "corrupt_tails": torch.tensor([7, 9])}
+        m(kb, task="kge").backward()
+        assert m.item_emb.weight.grad[[3, 4]].abs().sum() > 0, unit
+    with pytest.raises(ConfigError, match="unit"):
+        _model(tiny_processed, unit="bogus")
+
+
+def test_mkr_kge_step_draws_only_what_it_uses(tiny_processed):
+    ds, m = _model(tiny_processed)
+    split = ratio_split(ds.interactions, seed=0)
+    batch = next(make_sampler("triples", ds, split, 8, **m.sampler_defaults("kge")).epoch(0))
+    assert set(batch) == {"heads", "relations", "tails", "corrupt_tails"}
+    _, m2 = _model(tiny_processed, kge_negatives=False)
+    batch = next(make_sampler("triples", ds, split, 8, **m2.sampler_defaults("kge")).epoch(0))
+    assert set(batch) == {"heads", "relations", "tails"}
+    assert torch.isfinite(m2(batch, task="kge"))
+    full = next(make_sampler("triples", ds, split, 8).epoch(0))
+    assert {"corrupt_heads", "corrupt_tails"} <= set(full)

@@ -1,4 +1,4 @@
-"""Every preset in configs/ trains one epoch and writes the metrics its protocols promise.
+"""Every shipped preset (src/kgrec/presets) trains one epoch and writes the metrics its protocols promise.
 
 Presets of registered datasets run on the small processed dataset of conftest; presets of
 the KTUP and KGAT release layouts run on small files in those layouts, placed in a data
@@ -11,13 +11,14 @@ import pytest
 
 from kgrec.config import load_config
 from kgrec.data.registry import DATASETS
+from kgrec.presets import PRESET_DIR
 from kgrec.training.experiment import run
 
-from .conftest import REPO, write_processed
+from .conftest import write_processed
 from .test_reader_kgat import write as write_kgat
 from .test_reader_ktup import write_ktup
 
-PRESETS = sorted((REPO / "configs").glob("*.yaml"))
+PRESETS = sorted(PRESET_DIR.glob("*.yaml"))
 
 
 def test_there_are_presets_for_every_paper():

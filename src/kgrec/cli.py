@@ -21,18 +21,44 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder (d
 
 
 @datasets_app.command("list")
-def datasets_list() -> None:
-    """Named datasets and their sources."""
-    from kgrec.data.registry import DATASETS
+def datasets_list(data_dir: DataDir = None) -> None:
+    """Named datasets: description, source, and whether the data folder holds them."""
+    from kgrec.data import embedded
+    from kgrec.data.registry import (
+        DATASETS,
+        _detect_layout,
+        dataset_source,
+        dataset_status,
+        resolve_data_dir,
+    )
 
     for name, spec in DATASETS.items():
-        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]")
+        state, folder, missing = dataset_status(name, data_dir)
+        where = {"present": f"present ({folder})",
+                 "partial": f"partly present ({folder}; missing {', '.join(missing)}): "
+                            f"kgrec datasets download {name}",
+                 "absent": f"not present: kgrec datasets download {name}"}[state]
+        if state != "present" and embedded.available(name):
+            where = (f"shipped with kgrec (processed files in {embedded.EMBEDDED_DIR / name}); "
+                     f"raw files: kgrec datasets download {name}")
+        typer.echo(f"{name:10s} {spec.description} [default layout: {spec.default_layout}]\n"
+                   f"{'':10s} source: {dataset_source(spec)}\n{'':10s} {where}")
+    root = resolve_data_dir(data_dir)
+    known = {spec.folder for spec in DATASETS.values()}
+    others = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in known) \
+        if root.is_dir() else []
+    for folder in others:
+        try:
+            layout = _detect_layout(folder, None)
+        except KGRecError:
+            continue
+        typer.echo(f"{folder.name:10s} a folder of the data folder ({folder}), {layout} layout")
 
 
 @datasets_app.command("info")
 def datasets_info(
     name: str,
-    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup or kgat")] = "auto",
+    layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup, kgat, csv or atomic")] = "auto",
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -47,8 +73,19 @@ def datasets_info(
     for k, v in stats.items():
         typer.echo(f"{k:14s} {v:,}")
     for note in ("skipped", "duplicates_removed"):  # counted reading policies
-        if any(ds.meta.get(note, {}).values()):
-            typer.echo(f"{note:14s} " + ", ".join(f"{k} {v:,}" for k, v in ds.meta[note].items()))
+        counts = _flat_counts(ds.meta.get(note))
+        if any(counts.values()):
+            typer.echo(f"{note:14s} " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+def _flat_counts(value, prefix: str = "") -> dict[str, int]:
+    """``{"ratings": {"train": 1}}`` as ``{"ratings.train": 1}`` (integer leaves only)."""
+    if isinstance(value, dict):
+        out: dict[str, int] = {}
+        for k, v in value.items():
+            out.update(_flat_counts(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): value} if isinstance(value, int) and prefix else {}
 
 
 @datasets_app.command("download")
@@ -65,32 +102,94 @@ def datasets_download(
     typer.echo(f"{name}: {folder}")
 
 
+@datasets_app.command("check")
+def datasets_check(
+    path: str,
+    layout: Annotated[str, typer.Option(help="auto, csv, atomic, kgat, ktup, processed or raw")] = "auto",
+    rating_threshold: Annotated[float | None, typer.Option(
+        help="a rating at or above it is a positive (csv/atomic)")] = None,
+    min_positives: Annotated[int, typer.Option(
+        help="report interactions lost to data.min_user_positives=N")] = 0,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Report duplicates, conflicting labels, items without an entity, dangling ids,
+    unreached entities and rows lost to filters, with counts and examples (exit 0; 2 only
+    when the data cannot be read)."""
+    from kgrec.data.check import check_dataset
+
+    report = check_dataset(path, layout, data_dir, rating_threshold, min_positives)
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.text())
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name_or_path: str,
+    to: Annotated[str, typer.Option("--to", help="csv, atomic (RecBole) or kgat")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write into")],
+    layout: Annotated[str, typer.Option(help="layout of the input (default: detected)")] = "auto",
+    rating_threshold: Annotated[float | None, typer.Option(
+        help="a rating at or above it is a positive (csv/atomic input)")] = None,
+    force: Annotated[bool, typer.Option(help="replace files already in OUT")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a dataset (named or a folder) as kgrec CSV, RecBole atomic or KGAT files."""
+    from kgrec.data import load_dataset
+    from kgrec.data.export import export_dataset
+
+    ds = load_dataset(name_or_path, layout, data_dir, rating_threshold=rating_threshold)
+    for p in export_dataset(ds, to, out, overwrite=force):
+        typer.echo(str(p))
+
+
+@app.command("presets")
+def presets_list() -> None:
+    """The presets shipped with kgrec (run one with `kgrec train NAME`)."""
+    from kgrec.presets import describe, list_presets
+
+    for name in list_presets():
+        typer.echo(f"{name:20s} {describe(name)}")
+
+
+@app.command()
+def models() -> None:
+    """Registered models: the paper each implements and its training tasks."""
+    from kgrec.models import MODELS
+
+    width = max((len(cls.paper) for cls in MODELS.values()), default=1)
+    for name, cls in sorted(MODELS.items()):
+        typer.echo(f"{name:8s} {cls.paper or '-':{width}s}  tasks: {', '.join(cls.tasks)}")
+
+
 @app.command()
 def train(
-    config: Path,
+    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
     data_dir: DataDir = None,
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.pt if present")] = True,
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or log lines on stderr "
+                                        "(OUT/train.log is still written)")] = False,
 ) -> None:
-    """Train CONFIG, select on validation, test once; write OUT/metrics.json."""
+    """Train CONFIG, select on validation, test once; write OUT/metrics.json.
+
+    Off a terminal, one line per epoch goes to stderr; OUT/train.log and OUT/history.csv
+    always get them."""
     from kgrec.config import load_config
+    from kgrec.logs import log_to_stderr, summary_line
+    from kgrec.presets import resolve_config
     from kgrec.training.experiment import run
 
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
-    cfg = load_config(config, overrides)
+    cfg = load_config(resolve_config(config), overrides)
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
+    if quiet:
+        log_to_stderr(False)
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
-    test = metrics["test"]
-    parts = [f"{k}={v:.4f}" for k, v in test.items()]
-    parts += [f"{k}={v:.4f}" for k, v in metrics.get("topk", {}).items() if k.endswith("@10")]
-    typer.echo(f"{cfg.model} on {cfg.data.dataset} (seed {cfg.seed}): test " + " ".join(parts)
-               + f" | epochs {metrics['epochs']} (best {metrics['best_epoch']}), "
-               f"{metrics['train_seconds']:.1f}s training -> {out / 'metrics.json'}")
+    typer.echo(summary_line(metrics, out))
 
 
 @app.command()
@@ -109,8 +208,13 @@ def recommend(
     if as_json:
         typer.echo(json.dumps(recs, indent=2))
         return
+    notes = {r["explanation"]["note"] for r in recs if r.get("explanation", {}).get("note")}
+    for note in sorted(notes):  # said once, not per item
+        typer.echo(f"note: {note}")
     for r in recs:
-        typer.echo(f"{r['rank']:3d}. item {r['item']} (id {r['item_index']}) score {r['score']:.4f}")
+        name = f" {r['name']}" if r.get("name") and r["name"] != r["item"] else ""
+        typer.echo(f"{r['rank']:3d}. item {r['item']}{name} (index {r['item_index']}) "
+                   f"score {r['score']:.4g}")
         for line in r.get("explanation", {}).get("lines", []):
             typer.echo(f"       {line}")
 
@@ -124,7 +228,7 @@ def explain(
     data_dir: DataDir = None,
 ) -> None:
     """Explain one user-item score (HKRM: preference vs attribute-importance distributions)."""
-    from kgrec.recommend import explain_pair
+    from kgrec.recommend import explain_pair, short_name
 
     if plot is not None:
         from kgrec.plots import check_plot_path
@@ -134,12 +238,10 @@ def explain(
     if plot is not None:
         from kgrec.plots import plot_preference_heatmap
 
-        if "fields" not in exp:
+        if "user_distribution" not in exp:
             raise KGRecError("--plot draws HKRM's preference heatmap; this model's explanation "
-                             "has no preference distributions")
-
-        names = [dataset.relation_names[f] if dataset.relation_names else f"relation {f}"
-                 for f in exp["fields"]]
+                             "has no distributions")
+        names = [short_name(n) for n in exp.get("field_names") or map(str, exp["fields"])]
         plot_preference_heatmap(exp["user_distribution"], exp["item_distribution"], names, plot)
         typer.echo(f"heatmap -> {plot}")
     typer.echo(json.dumps({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in exp.items()},
@@ -152,37 +254,136 @@ def reproduce(
     seeds: Annotated[int, typer.Option(help="seeds per dataset")] = 3,
     datasets: Annotated[str, typer.Option(help="comma-separated datasets")] = "lastfm,book",
     out: Annotated[Path, typer.Option(help="where runs go")] = Path("runs/reproduce"),
-    results: Annotated[Path, typer.Option(help="markdown file to update")] = Path("docs/results.md"),
+    write_results: Annotated[Path | None, typer.Option(
+        help="also write the table into this markdown file (e.g. docs/results.md)")] = None,
     data_dir: DataDir = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (dotted)")] = None,
     key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
+    configs: Annotated[Path | None, typer.Option(
+        help="folder of MODEL-DATASET.yaml presets (default: the shipped presets)")] = None,
 ) -> None:
-    """Run a model's presets over seeds and write paper-vs-measured tables."""
+    """Run a model's presets over seeds and print the paper-vs-measured table."""
     from kgrec.reproduce import reproduce as do_reproduce
 
-    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, results, data_dir,
-                         overrides=set_, key=key)
+    extra = {"configs": configs} if configs is not None else {}
+    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, write_results, data_dir,
+                         overrides=set_, key=key, **extra)
     typer.echo(table)
+    if write_results is not None:
+        typer.echo(f"table -> {write_results}", err=True)
 
 
-def main() -> None:
+@app.command()
+def serve(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders; the first is the default run")],
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    token: Annotated[str | None, typer.Option(envvar="KGREC_TOKEN", help="bearer token the API "
+                                              "requires (default $KGREC_TOKEN; none: open)")] = None,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
+    max_body: Annotated[int, typer.Option(help="largest request body in bytes (413 above)")] = 1 << 20,
+    max_batch: Annotated[int, typer.Option(help="most users or pairs in one request (413 above)")] = 1000,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve runs over HTTP: recommendations, scores, explanations, similar items, KG
+    completion (API docs at /docs) and a page at /."""
+    import time
+
+    t0 = time.perf_counter()
+    import torch
+    import uvicorn
+
+    from kgrec.serve.app import create_app
+
+    torch.set_num_threads(threads)
+    web = create_app(run_dirs, token=token or None, data_dir=data_dir, max_body=max_body,
+                     max_batch=max_batch)
+    names = ", ".join(e.name for e in web.state.engines)
+    typer.echo(f"kgrec serve: {names} loaded in {time.perf_counter() - t0:.1f}s; "
+               f"http://{host}:{port}/ (API docs: /docs)", err=True)
     try:
-        app(standalone_mode=False)
+        uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+    except OSError as e:  # port in use, address not available
+        raise KGRecError(f"--host {host} --port {port}: {e.strerror or e}") from None
+
+
+@app.command()
+def export(
+    run_dir: Path,
+    embeddings: Annotated[Path, typer.Option(help="NumPy .npz file to write")],
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a run's user and item representations (and KG embeddings) to a .npz file for
+    an external ANN index; with scoring == "dot", score = users @ items.T exactly."""
+    import io
+
+    import numpy as np
+
+    from kgrec.data.registry import atomic_write_bytes
+    from kgrec.serve.engine import Engine
+
+    if embeddings.exists() and not force:
+        raise KGRecError(f"{embeddings}: exists; pass --force to overwrite")
+    arrays = Engine.load(run_dir, data_dir).embeddings()
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(embeddings, buf.getvalue())
+    shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if v.ndim == 2)
+    typer.echo(f"{embeddings}: {shapes} (scoring: {arrays['scoring']})")
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Exception types of command-line usage errors: typer's own (typer >= 0.2x vendors
+    click; its ``ClickException`` derives from ``typer.TyperException``) and click's where
+    an older typer still uses click."""
+    types: list[type[BaseException]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+def _exit_code(argv: list[str] | None) -> int:
+    try:
+        code = app(args=argv, prog_name="kgrec", standalone_mode=False)
     except KGRecError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        return 2
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        code = 130
     except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+        return e.exit_code
+    except _usage_errors() as e:
+        if hasattr(e, "show"):
             e.show()
-            sys.exit(e.exit_code)
-        raise
+        else:
+            typer.echo(f"Error: {e}", err=True)
+        return getattr(e, "exit_code", 2)
+    # typer returns the exit code of ``typer.Exit`` and of Ctrl-C (130) in this mode
+    code = code if isinstance(code, int) else 0
+    if code == 130:
+        typer.echo("interrupted", err=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``kgrec`` entry point: exit 2 with the usage and the reason on a usage error,
+    ``error: WHERE: what`` on bad input (:class:`KGRecError`), 130 on Ctrl-C; never a
+    traceback for either. Off a terminal, log lines go to stderr as they happen."""
+    from kgrec.logs import log_to_stderr, stderr_is_terminal
+
+    log_to_stderr(not stderr_is_terminal())  # a terminal gets progress bars instead
+    try:
+        code = _exit_code(argv)
+    finally:
+        log_to_stderr(False)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

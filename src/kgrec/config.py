@@ -49,7 +49,7 @@ class DataConfig(_Strict):
     """Which dataset, in which layout, split how."""
 
     dataset: str = Field(description="named dataset (lastfm, book, movie, ...) or a folder")
-    layout: Literal["auto", "raw", "processed", "ktup", "kgat"] = "auto"
+    layout: Literal["auto", "raw", "processed", "ktup", "kgat", "csv", "atomic"] = "auto"
     split: Literal["ratio", "per_user", "given"] = "ratio"
     ratios: Ratios = (0.6, 0.2, 0.2)
     train_ratio: float = Field(1.0, gt=0, le=1, description="fraction of train kept (MKR Table 3)")
@@ -58,6 +58,9 @@ class DataConfig(_Strict):
     negatives: Literal["keep", "drop"] = "keep"
     min_user_positives: int = Field(
         0, ge=0, description="drop users with fewer positives before splitting (KTUP's filtering)")
+    rating_threshold: float | None = Field(
+        None, description="csv/atomic layouts: a rating at or above it is a positive, below it "
+                          "is dropped (default: every rated row is a positive)")
 
     @field_validator("ratios")
     @classmethod
@@ -90,7 +93,17 @@ class TrainConfig(_Strict):
     eval_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     threads: int | None = Field(None, ge=1, description="intra-op threads (default 1)")
     device: str = Field("cpu", description="torch device of training and evaluation, e.g. cuda")
+    tensorboard: bool = Field(False, description="also write TensorBoard scalars to OUT/tensorboard "
+                              "(needs the tensorboard package)")
     sampler_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    joint: bool = Field(
+        False, description="one optimiser over all parameters; each step sums one batch of every "
+        "task (the model's loss weights act); false: each task steps its own optimiser")
+    kge_interval: int | None = Field(
+        None, ge=1, description="epoch-level schedule (MKR authors' code): a whole pass of the main "
+        "task, then a whole pass of every other task after every N-th epoch; replaces schedule")
+    max_examples: dict[str, int] | None = Field(
+        None, description="budget: stop once a task has seen this many training examples")
 
     @field_validator("device")
     @classmethod

@@ -10,7 +10,9 @@ from pathlib import Path
 from kgrec.config import load_config
 from kgrec.data.registry import atomic_write_bytes
 from kgrec.errors import ConfigError
+from kgrec.presets import PRESET_DIR
 from kgrec.training.experiment import run
+from kgrec.utils import machine_description
 
 #: Figures reported in the papers (test split), by model and dataset.
 PAPER: dict[str, dict[str, dict[str, float]]] = {
@@ -46,18 +48,20 @@ def update_section(path: Path, key: str, body: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: Path,
-              data_dir: str | Path | None = None, configs: Path = Path("configs"),
+def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: Path | None = None,
+              data_dir: str | Path | None = None, configs: Path = PRESET_DIR,
               overrides: list[str] | None = None, key: str | None = None) -> str:
-    """Train ``configs/MODEL-DATASET.yaml`` with seeds ``0..seeds-1`` per dataset and write a
-    markdown table of paper vs measured test AUC / ACC (mean ± std) into ``results``
-    (block ``key``, default ``reproduce:MODEL``). ``overrides`` are ``--set`` strings."""
+    """Train the preset ``MODEL-DATASET`` (a file of ``configs``, default the shipped presets)
+    with seeds ``0..seeds-1`` per dataset and return a markdown table of paper vs measured
+    test AUC / ACC (mean ± std); with ``results`` (a path), also write it into that file
+    (block ``key``, default ``reproduce:MODEL``).
+    ``overrides`` are ``--set`` strings."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if not datasets:
         raise ConfigError("--datasets names no dataset")
     overrides = list(overrides or [])
-    rows = []
+    rows, devices = [], []
     for ds in datasets:
         preset = configs / f"{model}-{ds}.yaml"
         if not preset.is_file():
@@ -73,6 +77,7 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
                 measured[metric].append(m["test"][metric])
             secs.append(m["train_seconds"])
             epochs.append(m["best_epoch"])
+            devices.append(cfg.train.device)
         paper = PAPER.get(model, {}).get(ds, {})
         rows.append(
             f"| {model} | {ds} | {cfg.train.monitor} | {paper.get('auc', '-')} | {_fmt(measured['auc'])} | "
@@ -83,12 +88,14 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
         f"Test AUC / ACC over seeds 0..{seeds - 1} (mean ± std), epoch selected on the validation "
         f"metric shown; "
         f"`kgrec reproduce {model} --seeds {seeds} --datasets {','.join(datasets)}{sets}`, "
-        f"2-core CPU, {time.strftime('%Y-%m-%d')}.",
+        f"{'; '.join(machine_description(d) for d in dict.fromkeys(devices))}, "
+        f"{time.strftime('%Y-%m-%d')}.",
         "",
         "| model | dataset | selected on | paper AUC | measured AUC | paper ACC | measured ACC "
         "| train s (median) | best epoch (median) |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
-    update_section(results, key or f"reproduce:{model}", table)
+    if results is not None:
+        update_section(results, key or f"reproduce:{model}", table)
     return table

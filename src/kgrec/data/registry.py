@@ -11,7 +11,8 @@ Every downloaded file is pinned by sha256 (for a zip archive: the archive and th
 taken from it), streamed to disk under a size limit and written atomically. A file with
 no trustworthy published sha256 (MovieLens-1M's ``ml-1m.zip``: GroupLens publishes only
 an MD5) is not downloaded: the user is told where to fetch it and where to put it, and
-a copy already in place is used as it is.
+a copy already in place is used as it is. A dataset shipped with the package
+(:mod:`kgrec.data.embedded`: ``lastfm``) is used when the data folder does not have it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -34,9 +36,11 @@ from typing import BinaryIO
 
 import numpy as np
 
+from kgrec.data import embedded
 from kgrec.data.dataset import KGDataset
 from kgrec.data.readers import mkr
 from kgrec.errors import ConfigError, DataError, OutputError
+from kgrec.logs import logger
 
 CACHE_VERSION = 2
 #: largest file (archive or member) :func:`download` accepts, in bytes
@@ -169,6 +173,29 @@ def get_spec(name: str) -> DatasetSpec:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
 
 
+def dataset_source(spec: DatasetSpec) -> str:
+    """Where ``kgrec datasets download`` fetches a dataset from: GitHub repositories at
+    pinned commits and other hosts, comma-separated."""
+    sources: dict[str, None] = {}
+    for rf in spec.files:
+        if rf.base == GITHUB_RAW:
+            owner, repo, commit = rf.remote.split("/")[:3]
+            sources[f"github.com/{owner}/{repo}@{commit[:7]}"] = None
+        else:
+            sources[f"{rf.base.split('://', 1)[-1]}/{rf.remote}"] = None
+    return ", ".join(sources) or "-"
+
+
+def dataset_status(name: str, data_dir: str | Path | None = None) -> tuple[str, Path, list[str]]:
+    """``(state, folder, missing files)`` of a named dataset in the data folder; ``state``
+    is ``present`` (every downloadable file is there), ``partial`` or ``absent``."""
+    spec = get_spec(name)
+    folder = resolve_data_dir(data_dir) / spec.folder
+    missing = [rf.local for rf in spec.files if not (folder / rf.local).is_file()]
+    state = "absent" if len(missing) == len(spec.files) else "partial" if missing else "present"
+    return state, folder, missing
+
+
 def _umask() -> int:
     try:
         with open("/proc/self/status") as f:
@@ -285,22 +312,28 @@ def load_npz(path: Path) -> KGDataset:
 
 
 def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path | None = None,
-                 use_cache: bool = True) -> KGDataset:
+                 use_cache: bool = True, rating_threshold: float | None = None) -> KGDataset:
     """Load a named dataset (``lastfm``, ``book``, ``book-mkr``, ``movie``) or a folder: a
     path, or the name of a folder in the data folder (e.g. ``dbbook2014`` for the KTUP release
     placed in ``$KGREC_DATA/dbbook2014``).
 
     ``layout``: ``raw`` (MKR raw files, preprocessed and cached), ``processed``
-    (``ratings_final.txt``/``kg_final.txt``), ``ktup``, ``kgat`` or ``auto`` (the named
-    dataset's default; for a folder, whichever files are present).
+    (``ratings_final.txt``/``kg_final.txt``), ``ktup``, ``kgat``, ``csv`` (kgrec's own
+    format, string ids), ``atomic`` (RecBole atomic files) or ``auto`` (the named
+    dataset's default; for a folder, whichever files are present). ``rating_threshold``
+    applies to the ``csv`` and ``atomic`` layouts' rating column.
     """
     if name_or_path in DATASETS:
         spec = get_spec(name_or_path)
         folder = resolve_data_dir(data_dir) / spec.folder
         name = name_or_path
+        if _use_embedded(folder, spec, name, layout):
+            return embedded.load_embedded(name)
         if not folder.is_dir():
+            hint = " (layout auto or processed uses the copy shipped with kgrec)" \
+                if embedded.available(name) else ""
             raise DataError(folder, None, f"dataset folder not found; run `kgrec datasets "
-                            f"download {name}` or set KGREC_DATA / --data-dir")
+                            f"download {name}` or set KGREC_DATA / --data-dir{hint}")
     else:
         spec = None
         folder = Path(name_or_path)
@@ -313,6 +346,8 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
                               f"the data folder {resolve_data_dir(data_dir)})")
     if layout == "auto":
         layout = _detect_layout(folder, spec)
+    if rating_threshold is not None and layout not in ("csv", "atomic"):
+        raise ConfigError(f"data.rating_threshold applies to the csv and atomic layouts, not {layout!r}")
     if layout == "processed":
         sub = folder / spec.processed if spec and spec.processed else folder
         return mkr.load_processed(sub, name)
@@ -330,7 +365,26 @@ def load_dataset(name_or_path: str, layout: str = "auto", data_dir: str | Path |
         from kgrec.data.readers import kgat  # written with JNSKR
 
         return kgat.load_kgat(folder, name)
+    if layout == "csv":
+        from kgrec.data.readers import custom
+
+        return custom.load_custom(folder, name, rating_threshold)
+    if layout == "atomic":
+        from kgrec.data.readers import recbole
+
+        return recbole.load_atomic(folder, name, rating_threshold)
     raise ConfigError(f"unknown layout {layout!r}")
+
+
+def _use_embedded(folder: Path, spec: DatasetSpec, name: str, layout: str) -> bool:
+    """Whether the copy shipped in the package stands in for the data folder: only for
+    layouts ``auto``/``processed`` and when the folder lacks the files they would read."""
+    if layout not in ("auto", "processed") or not embedded.available(name):
+        return False
+    has_processed = bool(spec.processed) and (folder / spec.processed / "ratings_final.txt").is_file()
+    if layout == "processed":
+        return not has_processed
+    return not has_processed and not (spec.raw_ratings and (folder / spec.raw_ratings).is_file())
 
 
 def _detect_layout(folder: Path, spec: DatasetSpec | None) -> str:
@@ -345,7 +399,14 @@ def _detect_layout(folder: Path, spec: DatasetSpec | None) -> str:
         return "ktup"
     if (folder / "train.txt").is_file():
         return "kgat"
-    raise DataError(folder, None, "cannot tell the layout: no ratings_final.txt, kg/, or train.txt")
+    from kgrec.data.readers import custom, recbole
+
+    if custom.is_custom(folder):
+        return "csv"
+    if recbole.is_atomic(folder):
+        return "atomic"
+    raise DataError(folder, None, "cannot tell the layout: no ratings_final.txt, kg/, train.txt, "
+                    "interactions.csv/.tsv/.txt or *.inter")
 
 
 def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool) -> KGDataset:
@@ -361,10 +422,15 @@ def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool
         except Exception:  # truncated, foreign or inconsistent (BadZipFile, EOFError, ...)
             with contextlib.suppress(OSError):
                 cached.unlink()  # rebuilt below
+    logger.info(f"{name}: preprocessing the raw files of {folder} (MKR's script)")
+    t0 = time.perf_counter()
     ds = mkr.load_raw(folder, name, spec.raw_ratings, spec.raw_format, spec.threshold)
+    logger.info(f"{name}: preprocessed in {time.perf_counter() - t0:.1f}s: {ds.n_users:,} users, "
+                f"{len(ds.interactions):,} interactions, {len(ds.triples):,} triples")
     if use_cache:
         with contextlib.suppress(OSError, OutputError):  # a read-only cache only costs speed
             save_npz(ds, cached)
+            logger.info(f"{name}: cached as {cached}")
     return ds
 
 

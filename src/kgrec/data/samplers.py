@@ -152,11 +152,15 @@ class TripleSampler(Sampler):
 
     ``corrupt_heads`` / ``corrupt_tails`` fields are drawn per batch; with
     ``filter_true=True`` a corruption that is itself a known triple is redrawn.
+    ``corrupt_sides`` ("both", "tails", "none") says which are drawn (MKR uses tails only).
     """
 
     def __init__(self, data, batch_size, n_entities: int, n_relations: int, filter_true: bool,
-                 known: np.ndarray) -> None:
+                 known: np.ndarray, corrupt_sides: str = "both") -> None:
         super().__init__(data, batch_size)
+        if corrupt_sides not in ("both", "tails", "none"):
+            raise ConfigError(f"corrupt_sides must be both, tails or none, got {corrupt_sides!r}")
+        self.corrupt_sides = corrupt_sides
         self.n_entities = n_entities
         self.n_relations = n_relations
         self.hr = self.rt = None
@@ -167,15 +171,22 @@ class TripleSampler(Sampler):
 
     @classmethod
     def from_data(cls, dataset: KGDataset, split: Split, batch_size: int,
-                  filter_true: bool = False, **_: Any):
+                  filter_true: bool = False, corrupt_sides: str = "both", **_: Any):
         triples = dataset.kg_split["train"] if dataset.kg_split else dataset.triples
         t = torch.from_numpy(triples)
         data = {"heads": t[:, 0], "relations": t[:, 1], "tails": t[:, 2]}
         return cls(data, batch_size, dataset.n_entities, dataset.n_relations, filter_true,
-                   triples)
+                   triples, corrupt_sides)
 
     def extra(self, batch, rng):
+        if self.corrupt_sides == "none":
+            return batch
         h, r, t = (batch[k].numpy() for k in ("heads", "relations", "tails"))
-        nt = sample_excluding(rng, h * self.n_relations + r, self.n_entities, self.hr)
+        if self.hr is None:  # unfiltered: a uniform draw, no keys needed
+            nt = rng.integers(0, self.n_entities, size=len(h))
+        else:
+            nt = sample_excluding(rng, h * self.n_relations + r, self.n_entities, self.hr)
+        if self.corrupt_sides == "tails":
+            return {**batch, "corrupt_tails": torch.from_numpy(nt)}
         nh = sample_excluding(rng, t * self.n_relations + r, self.n_entities, self.rt)
         return {**batch, "corrupt_tails": torch.from_numpy(nt), "corrupt_heads": torch.from_numpy(nh)}

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from scipy.special import expit
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 
@@ -37,6 +36,8 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     labels = np.asarray(labels).ravel()
     if np.unique(labels).size < 2:
         return math.nan
+    from sklearn.metrics import roc_auc_score  # here: sklearn adds ~0.7 s to `kgrec serve` start
+
     return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64).ravel()))
 
 

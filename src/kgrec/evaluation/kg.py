@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from kgrec.evaluation.ctr import inference
+from kgrec.logs import Progress
 
 CATEGORIES = ("1-1", "1-N", "N-1", "N-N")
 
@@ -111,6 +112,7 @@ def evaluate_kg(
     batch_size: int = 256,
     categories_from: np.ndarray | None = None,
     exclude_query: bool = False,
+    desc: str = "KG completion",
 ) -> dict:
     """Raw and filtered link-prediction metrics of ``test_triples``.
 
@@ -124,7 +126,8 @@ def evaluate_kg(
     ``exclude_query`` drops the query's own entity (``h`` when ranking tails, ``t`` when
     ranking heads) from the candidates of raw and filtered ranks; the default keeps every
     entity, as TransE's protocol does, where a model with short translations scores the
-    query entity itself first.
+    query entity itself first. Progress (queries ranked / total, ``desc``) shows as a bar on a
+    terminal, else as a log line every 10 s of a long evaluation.
     """
     test = np.asarray(test_triples, dtype=np.int64).reshape(-1, 3)
     known = np.asarray(known_triples, dtype=np.int64).reshape(-1, 3)
@@ -132,7 +135,7 @@ def evaluate_kg(
     by_head = _Answers(known[:, 0], known[:, 1], known[:, 2], n_rel)  # (h, r) -> tails
     by_tail = _Answers(known[:, 2], known[:, 1], known[:, 0], n_rel)  # (t, r) -> heads
     ranks = {k: np.zeros(len(test), np.int64) for k in ("tail_raw", "tail_f", "head_raw", "head_f")}
-    with inference(model) as device:
+    with inference(model) as device, Progress(2 * len(test), desc, "queries") as bar:
         for start in range(0, len(test), batch_size):
             part = test[start : start + batch_size]
             h, r, t = (torch.as_tensor(part[:, j], device=device) for j in range(3))
@@ -150,6 +153,7 @@ def evaluate_kg(
                     mask |= own
                 ranks[f"{side}_raw"][sl] = ranks_from_scores(scores, target, own).cpu().numpy()
                 ranks[f"{side}_f"][sl] = ranks_from_scores(scores, target, mask).cpu().numpy()
+            bar.update(2 * len(part))
 
     cats = relation_categories(known if categories_from is None else categories_from)
     code = np.full(max(n_rel, max(cats, default=-1) + 1), -1)  # relation -> category index

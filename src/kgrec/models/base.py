@@ -20,13 +20,16 @@ from kgrec.errors import ConfigError
 MODELS: dict[str, type[Model]] = {}
 
 
-def register_model(name: str):
-    """Class decorator adding a model to :data:`MODELS` under ``name``."""
+def register_model(name: str, paper: str = ""):
+    """Class decorator adding a model to :data:`MODELS` under ``name``; ``paper`` is the
+    short citation of the paper it implements (``Authors, VENUE YEAR (NAME)``), shown by
+    ``kgrec models``."""
 
     def deco(cls: type[Model]) -> type[Model]:
         if name in MODELS:
             raise ValueError(f"model {name!r} registered twice")
         cls.name = name
+        cls.paper = paper
         MODELS[name] = cls
         return cls
 
@@ -49,6 +52,8 @@ class Model(nn.Module):
     """
 
     name: ClassVar[str] = "model"
+    #: short citation of the model's paper (set by :func:`register_model`)
+    paper: ClassVar[str] = ""
     tasks: ClassVar[tuple[str, ...]] = ("rec",)
     task_samplers: ClassVar[dict[str, str]] = {"rec": "ctr"}
     #: ``True`` when ``score`` returns a logit of a click probability (CTR models).
@@ -64,6 +69,21 @@ class Model(nn.Module):
             n_relations=dataset.n_relations,
             **kwargs,
         )
+
+    def task_weights(self) -> dict[str, float]:
+        """Constant factors ``forward`` applies to whole task losses (e.g. KTUP's lambda and
+        1 - lambda, Eq. 21); absent tasks have 1. They act only when the tasks share one
+        optimiser (``train.joint``); the experiment warns otherwise."""
+        return {}
+
+    def step_shares(self) -> dict[str, float]:
+        """Shares of the alternating steps a loss weight asks for (KTUP's lambda read as the
+        authors' share of steps); the experiment warns when the schedule gives others."""
+        return {}
+
+    def sampler_defaults(self, task: str) -> dict[str, Any]:
+        """Sampler options this model needs for ``task`` (the config's options win)."""
+        return {}
 
     def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:  # pragma: no cover
         """Scalar loss of ``task`` on ``batch``."""

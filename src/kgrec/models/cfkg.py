@@ -63,7 +63,7 @@ def aligned_vectors(items: Tensor, item_entity: Tensor, entity_emb: nn.Embedding
     return torch.where((a >= 0).unsqueeze(-1), entity_emb(a.clamp_min(0)), item_emb(items))
 
 
-@register_model("cfkg")
+@register_model("cfkg", paper="Zhang et al., Algorithms 2018 (CFKG)")
 class CFKG(TransE):
     """TransE over users, items and entities with a ``buy`` relation."""
 

@@ -33,7 +33,7 @@ from kgrec.models.transe import init_embedding
 from kgrec.models.transr import TransR
 
 
-@register_model("cke")
+@register_model("cke", paper="Zhang et al., KDD 2016 (CKE; without text and images)")
 class CKE(TransR):
     """BPRMF whose item vectors add the aligned entity's TransR embedding."""
 

@@ -33,7 +33,7 @@ from kgrec.models.cfkg import aligned_vectors, alignment_buffer
 from kgrec.models.transe import TransE, init_embedding
 
 
-@register_model("cofm")
+@register_model("cofm", paper="Piao & Breslin, ESWC 2018 (CoFM)")
 class CoFM(TransE):
     """FM (user, item) + TransE with shared or regularised item/entity factors."""
 

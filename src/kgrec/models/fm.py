@@ -71,7 +71,7 @@ def gather_bags(indptr: Tensor, members: Tensor, rows: Tensor) -> tuple[Tensor, 
     return seg, members[pos]
 
 
-@register_model("fm")
+@register_model("fm", paper="Rendle, ICDM 2010 (FM)")
 class FM(Model):
     """FM over ``[user one-hot, item one-hot, normalised bag of the item's KG entities]``."""
 

@@ -57,6 +57,7 @@ rel = s_q.s_t (no attribute level, so no L_a), ``"wokl"`` the full model with la
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -150,7 +151,7 @@ def masked_kl(logits_p: Tensor, logits_q: Tensor, mask: Tensor) -> Tensor:
     return kl * mask.any(-1)
 
 
-@register_model("hkrm")
+@register_model("hkrm", paper="Hierarchical knowledge-based recommendation model (HKRM)")
 class HKRM(Model):
     """HKRM for CTR prediction (``variant``: ``full``, ``attr``, ``item`` or ``wokl``).
 
@@ -362,21 +363,25 @@ class HKRM(Model):
     def score_all(self, users: Tensor) -> Tensor:
         return self.representation(self.query_side(users)) @ self.item_representations().T
 
+    @property
+    def can_explain(self) -> bool:
+        """HKRM-Item has no attribute level, hence no explanation."""
+        return self.uses_attributes
+
     @torch.no_grad()
-    def explain(self, user: int, item: int) -> dict[str, Any]:
-        """The user's preference and the item's attribute-importance distributions (Fig. 5)."""
+    def explain(self, user: int, items: Tensor | Sequence[int]) -> list[dict[str, Any]]:
+        """Per item: the user's preference and the item's attribute-importance distributions
+        over the fields (Fig. 5), and the click probability."""
         if not self.uses_attributes:
             raise ConfigError("HKRM-Item has no attribute level to explain")
         dev = self.entity.weight.device
-        u = torch.tensor([int(user)], device=dev)
-        i = torch.tensor([int(item)], device=dev)
-        qs, ts = self.query_side(u), self.item_side(i)
-        pq = masked_softmax(qs["logits"], qs["mask"])[0]
-        pt = masked_softmax(ts["logits"], ts["mask"])[0]
+        i = torch.as_tensor(items).reshape(-1).to(device=dev, dtype=torch.long)
+        qs, ts = self.query_side(torch.tensor([int(user)], device=dev)), self.item_side(i)
+        pq = masked_softmax(qs["logits"], qs["mask"])[0].tolist()
+        pt = masked_softmax(ts["logits"], ts["mask"]).tolist()
         rel = (self.representation(qs) * self.representation(ts)).sum(-1)
-        return {
-            "fields": list(self.field_relations),
-            "user_distribution": pq.tolist(),
-            "item_distribution": pt.tolist(),
-            "probability": float(torch.sigmoid(rel)[0]),
-        }
+        prob = torch.sigmoid(rel).tolist()
+        fields = list(self.field_relations)
+        return [{"item": int(v), "fields": fields, "user_distribution": pq,
+                 "item_distribution": pt[k], "probability": prob[k]}
+                for k, v in enumerate(i.tolist())]

@@ -293,7 +293,7 @@ class JNSKRSampler(Sampler):
 # model
 
 
-@register_model("jnskr")
+@register_model("jnskr", paper="Chen et al., SIGIR 2020 (JNSKR)")
 class JNSKR(Model):
     """JNSKR: whole-data CF (Eq. 9) + mu * whole-data DistMult KG loss (Eq. 5) + L2."""
 
@@ -530,15 +530,18 @@ class JNSKR(Model):
 
     # ---- explanation ----------------------------------------------------------------
     @torch.no_grad()
-    def explain(self, items: Tensor | np.ndarray | list[int]) -> list[dict[str, Any]]:
+    def explain(self, user: int, items: Tensor | np.ndarray | list[int]) -> list[dict[str, Any]]:
         """Attention weights of each item's triples ``(v, r, t)`` (Section 2.2).
+
+        The attention of Eq. 2-3 depends on the item only, so ``user`` (taken for the
+        models' common ``explain(user, items)`` interface) does not change the answer.
 
         Returns one dict per item: ``item``, ``entity`` (the item's entity, ``-1`` if
         none), ``relations``, ``tails`` and ``weights`` (NumPy arrays over the item's own
         triples, at most ``max_triples`` of them; the weights sum to one, or are empty for
         an item without triples).
         """
-        items = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.h.device)
+        items = torch.as_tensor(items).reshape(-1).to(device=self.h.device, dtype=torch.long)
         alpha, rel, tail, mask = self.attention(items)
         ent = self.item_row[items]
         out = []

@@ -9,13 +9,17 @@
 * KG task: TransH (Eq. 1-4) on ``entity_emb``, ``relation_emb``, ``norm_emb`` with the
   corruption choice and soft constraints of :mod:`kgrec.models.transe` /
   :mod:`kgrec.models.transh`; ``score_tails``/``score_heads`` rank entities for completion.
-* Joint loss (Eq. 21) ``L = lambda L_p + (1 - lambda) L_k``: the trainer alternates the
-  ``rec`` and ``kg`` tasks (``train.schedule``), and with ``joint_weighting="loss"``
-  (default) ``forward`` returns ``lambda * L_p`` for ``rec`` and ``(1 - lambda) * L_k`` for
-  ``kg``, so one rec step plus one kg step follows the gradient of Eq. 21. The authors' code
-  instead realises lambda as the share of steps (``10 lambda`` rec steps in every 10);
-  ``joint_weighting="steps"`` returns the unweighted losses so that a schedule such as
-  ``[[rec, 7], [kg, 3]]`` reproduces that reading.
+* Joint loss (Eq. 21) ``L = lambda L_p + (1 - lambda) L_k``, one objective: with
+  ``joint_weighting="loss"`` (default) ``forward`` returns ``lambda * L_p`` for ``rec`` and
+  ``(1 - lambda) * L_k`` for ``kg`` (the only place lambda is applied;
+  :meth:`task_weights` reports it), and ``train.joint: true`` sums one rec batch and one KG
+  batch per step under one optimiser, so each step follows the gradient of Eq. 21. With a
+  separate Adam per task lambda would do nothing (Adam ignores a constant factor on a loss;
+  lambda 0.05 / 0.3 / 0.7 gave the same run), and the experiment warns. The authors' code
+  instead realises lambda as the share of steps (``10 lambda`` rec steps in every 10):
+  ``joint_weighting="steps"`` returns the unweighted losses and a schedule such as
+  ``[[rec, 7], [kg, 3]]`` (alternating, ``train.joint: false``) gives that reading (the
+  experiment warns when the schedule's shares differ from lambda, :meth:`step_shares`).
 * Warm start (Section 6.3): ``pretrained`` names one or more kgrec checkpoints
   (``{"model": state_dict, ...}``, loaded with ``weights_only=True``); every tensor whose
   name and shape match one of KTUP's parameters is copied: ``user_emb.weight``,
@@ -42,7 +46,7 @@ from kgrec.models.transh import TransH
 from kgrec.models.tup import PreferenceTranslation, _check_induction
 
 
-@register_model("ktup")
+@register_model("ktup", paper="Cao et al., WWW 2019 (KTUP)")
 class KTUP(PreferenceTranslation, TransH):
     """KTUP: TUP over entity-enhanced items and relation-aligned preferences, plus TransH."""
 
@@ -136,6 +140,18 @@ class KTUP(PreferenceTranslation, TransH):
         """``p_hat = p + r`` and ``w_hat = w_p + w_r`` for every relation (Eq. 19-20)."""
         return (self.pref_emb.weight + self.relation_emb.weight,
                 self.pref_norm_emb.weight + self.norm_emb.weight)
+
+    def task_weights(self) -> dict[str, float]:
+        """``{rec: lambda, kg: 1 - lambda}`` under ``joint_weighting="loss"`` (Eq. 21)."""
+        if self.joint_weighting != "loss":
+            return {}
+        return {"rec": self.joint_lambda, "kg": 1.0 - self.joint_lambda}
+
+    def step_shares(self) -> dict[str, float]:
+        """``{rec: lambda, kg: 1 - lambda}`` under ``joint_weighting="steps"``."""
+        if self.joint_weighting != "steps":
+            return {}
+        return {"rec": self.joint_lambda, "kg": 1.0 - self.joint_lambda}
 
     def forward(self, batch: dict[str, Tensor], task: str) -> Tensor:
         weighted = self.joint_weighting == "loss"

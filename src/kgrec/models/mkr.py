@@ -17,8 +17,23 @@ Readings taken where the paper leaves room:
   ``-lambda_1 (mean score(true) - mean score(corrupted))`` with one uniformly corrupted tail
   per true triple (``kge_negatives=False`` drops the second term, as the authors' code does).
   Both add ``lambda_2/2 ||.||^2`` of the batch's latent vectors and of the task's weights.
-* Algorithm 1 alternates ``t`` RS steps with one KGE step; each task has its own optimiser
-  and learning rate (set by the training schedule, not by the model).
+* Algorithm 1 alternates ``t`` RS steps with one KGE step ("update parameters ... by
+  gradient descent on Eq. (1)-(6), (9)", then on "(1)-(3), (7)-(9)"): we read it as two
+  separate steps, each task with its own optimiser and learning rate (as the authors'
+  code, two Adams), which the presets keep. Under separate Adams ``lambda_1`` acts only
+  against the ``lambda_2`` term of the KGE step (Adam ignores a constant factor on a whole
+  loss); ``train.joint: true`` optimises the one objective of Eq. 9, ``L_RS + lambda_1
+  L_KG + lambda_2 L2``, per step, where ``lambda_1`` weighs the tasks. The authors' code
+  runs a whole RS epoch, then a whole KGE epoch every ``t`` epochs (``train.kge_interval``).
+* Variants (Section 3.2, Table 2), ``unit``: ``"cross_compress"`` (Eq. 1-3), ``"dcn"``
+  (MKR-DCN, Eq. 13: ``v' = e_0 (v^T w^EV) + v + b^V``, ``e' = v_0 (e^T w^VE) + e + b^E``
+  with ``v_0, e_0`` the embeddings entering the first unit) and ``"stitch"`` (MKR-stitch,
+  Eq. 15 with the four transfer weights replaced by trainable scalars, ``v' = a_VV v +
+  a_EV e + b^V``, ``e' = a_VE v + a_EE e + b^E``; the biases of Eq. 2 are kept and the
+  scalars start at 0.9 on the diagonal and 0.1 off it, Misra et al.'s initialisation).
+* Work per KGE step: the sampler draws corrupted tails only (none with
+  ``kge_negatives=False``), and the true and corrupted tails go through the tail MLP in
+  one call whose true-tail part also feeds the L2 term.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from kgrec.data.dataset import KGDataset, Split
+from kgrec.errors import ConfigError
 from kgrec.models.base import Model, register_model
 
 
@@ -46,12 +62,48 @@ class CrossCompress(nn.Module):
         bound = (6.0 / (dim + 1)) ** 0.5  # Glorot-uniform of a (dim, 1) weight
         nn.init.uniform_(self.w, -bound, bound)
 
-    def forward(self, v: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, v: Tensor, e: Tensor, v0: Tensor | None = None,
+                e0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         ew = e @ self.w.T  # (B, 4): e^T w for each weight vector
         vw = v @ self.w.T  # (B, 4): v^T w
         v_next = v * ew[:, 0:1] + e * vw[:, 1:2] + self.b_v  # C w^VV + C^T w^EV + b^V
         e_next = v * ew[:, 2:3] + e * vw[:, 3:4] + self.b_e  # C w^VE + C^T w^EE + b^E
         return v_next, e_next
+
+
+class DCNUnit(nn.Module):
+    """MKR-DCN's unit, Eq. 13: ``v' = e_0 v^T w^EV + v + b^V``, ``e' = v_0 e^T w^VE + e + b^E``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(2, dim))  # rows: w^EV, w^VE
+        self.b_v = nn.Parameter(torch.zeros(dim))
+        self.b_e = nn.Parameter(torch.zeros(dim))
+        bound = (6.0 / (dim + 1)) ** 0.5
+        nn.init.uniform_(self.w, -bound, bound)
+
+    def forward(self, v: Tensor, e: Tensor, v0: Tensor, e0: Tensor) -> tuple[Tensor, Tensor]:
+        v_next = e0 * (v @ self.w[0]).unsqueeze(-1) + v + self.b_v
+        e_next = v0 * (e @ self.w[1]).unsqueeze(-1) + e + self.b_e
+        return v_next, e_next
+
+
+class StitchUnit(nn.Module):
+    """MKR-stitch's unit: Eq. 15 with scalar transfer weights (a cross-stitch unit, Eq. 14)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        # [[a_VV, a_EV], [a_VE, a_EE]]: row 0 makes v', row 1 makes e'
+        self.alpha = nn.Parameter(torch.tensor([[0.9, 0.1], [0.1, 0.9]]))
+        self.b_v = nn.Parameter(torch.zeros(dim))
+        self.b_e = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, v: Tensor, e: Tensor, v0: Tensor, e0: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.alpha
+        return a[0, 0] * v + a[0, 1] * e + self.b_v, a[1, 0] * v + a[1, 1] * e + self.b_e
+
+
+UNITS = {"cross_compress": CrossCompress, "dcn": DCNUnit, "stitch": StitchUnit}
 
 
 def _dense(n_in: int, n_out: int) -> nn.Linear:
@@ -76,7 +128,7 @@ def _sq(*tensors: Tensor) -> Tensor:
     return sum(t.pow(2).sum() for t in tensors) / 2
 
 
-@register_model("mkr")
+@register_model("mkr", paper="Wang et al., WWW 2019 (MKR)")
 class MKR(Model):
     """MKR (Eq. 1-9) with ``L`` low layers and ``H`` high layers.
 
@@ -88,6 +140,8 @@ class MKR(Model):
         kge_weight: ``lambda_1`` of Eq. 9.
         l2_weight: ``lambda_2`` of Eq. 9.
         kge_negatives: include the corrupted-triple term of Eq. 9.
+        unit: the item-entity unit, ``"cross_compress"`` (MKR), ``"dcn"`` (MKR-DCN, Eq. 13)
+            or ``"stitch"`` (MKR-stitch, Eq. 15 with scalars).
         relation_mlp: pass relations through ``M^L`` (Eq. 7).
         embedding_init: ``"normal:STD"`` (N(0, STD^2)) or ``"xavier"``. The paper gives
             none. Glorot over a table of thousands of rows (the authors' TF default) makes
@@ -116,8 +170,12 @@ class MKR(Model):
         kge_negatives: bool = True,
         relation_mlp: bool = True,
         embedding_init: str = "normal:0.1",
+        unit: str = "cross_compress",
     ) -> None:
         super().__init__()
+        if unit not in UNITS:
+            raise ConfigError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+        self.unit = unit
         self.n_users, self.n_items = n_users, n_items
         self.n_entities, self.n_relations = n_entities, n_relations
         self.dim, self.inner_product = dim, inner_product
@@ -139,7 +197,7 @@ class MKR(Model):
         self.relation_emb = _emb(n_relations, dim, embedding_init)
         self.user_mlp = nn.ModuleList(_dense(dim, dim) for _ in range(n_low_layers))
         self.tail_mlp = nn.ModuleList(_dense(dim, dim) for _ in range(n_low_layers))
-        self.cc_units = nn.ModuleList(CrossCompress(dim) for _ in range(n_low_layers))
+        self.cc_units = nn.ModuleList(UNITS[unit](dim) for _ in range(n_low_layers))
         n_rel_layers = n_low_layers if relation_mlp else 0
         self.relation_mlp = nn.ModuleList(_dense(dim, dim) for _ in range(n_rel_layers))
         self.kge_hidden = nn.ModuleList(_dense(2 * dim, 2 * dim) for _ in range(n_high_layers - 1))
@@ -173,9 +231,10 @@ class MKR(Model):
 
     def cross(self, items: Tensor, entities: Tensor) -> tuple[Tensor, Tensor]:
         """``C^L(v, e)`` for paired items and entities (Eq. 3, 5, 7)."""
-        v, e = self.item_emb(items), self.entity_emb(entities)
+        v0, e0 = self.item_emb(items), self.entity_emb(entities)
+        v, e = v0, e0
         for unit in self.cc_units:
-            v, e = unit(v, e)
+            v, e = unit(v, e, v0, e0)
         return v, e
 
     def item_latent(self, items: Tensor) -> Tensor:
@@ -216,6 +275,10 @@ class MKR(Model):
         """``f_KG(t, t_hat) = sigmoid(t^T t_hat)``, Eq. 8."""
         return torch.sigmoid((self.tail_latent(tails) * t_hat).sum(-1))
 
+    def sampler_defaults(self, task: str) -> dict:
+        """The KGE step uses corrupted tails only (none without ``kge_negatives``)."""
+        return {"corrupt_sides": "tails" if self.kge_negatives else "none"} if task == "kge" else {}
+
     # ---- API --------------------------------------------------------------------------
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return self._f_rs(self.user_latent(users), self.item_latent(items))
@@ -236,11 +299,16 @@ class MKR(Model):
             return loss + self.l2_weight * _sq(u, v, *self._l2_params["rec"])
         if task == "kge":
             h, t_hat = self.predict_tail(batch["heads"], batch["relations"])
-            pos = self.kge_score(t_hat, batch["tails"])
-            loss = -pos.mean()
+            tails = batch["tails"]
+            if self.kge_negatives:  # true and corrupted tails through the tail MLP at once
+                tails = torch.cat([tails, batch["corrupt_tails"]])
+            t_all = self.tail_latent(tails)
+            scores = torch.sigmoid((t_all * t_hat.repeat(len(tails) // len(t_hat), 1)).sum(-1))
+            n = len(t_hat)
+            loss = -scores[:n].mean()
             if self.kge_negatives:
-                loss = loss + self.kge_score(t_hat, batch["corrupt_tails"]).mean()
-            t = self.tail_latent(batch["tails"])
+                loss = loss + scores[n:].mean()
+            t = t_all[:n]
             return self.kge_weight * loss + self.l2_weight * _sq(h, t, *self._l2_params["kge"])
         raise ValueError(f"MKR has no task {task!r}")
 

@@ -199,7 +199,7 @@ class TranslationalKGModel(Model):
         return self.score(users, users)
 
 
-@register_model("transe")
+@register_model("transe", paper="Bordes et al., NIPS 2013 (TransE)")
 class TransE(TranslationalKGModel):
     """TransE: ``f(h, r, t) = ||h + r - t||_p``."""
 

@@ -36,7 +36,7 @@ def orthogonality_penalty(d: Tensor, w: Tensor) -> Tensor:
     return ((w * d).sum(-1).pow(2) / d.pow(2).sum(-1).clamp_min(1e-12)).mean()
 
 
-@register_model("transh")
+@register_model("transh", paper="Wang et al., AAAI 2014 (TransH)")
 class TransH(TranslationalKGModel):
     """TransH: per relation a hyperplane normal ``norm_emb`` and a translation ``relation_emb``."""
 

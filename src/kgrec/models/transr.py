@@ -31,7 +31,7 @@ def transr_project(e: Tensor, M: Tensor) -> Tensor:
     return torch.matmul(e.unsqueeze(-2), M).squeeze(-2)
 
 
-@register_model("transr")
+@register_model("transr", paper="Lin et al., AAAI 2015 (TransR)")
 class TransR(TranslationalKGModel):
     """TransR: relation-specific projection matrices ``rel_proj`` ``(n_relations, d, k)``."""
 

@@ -167,7 +167,7 @@ def _check_induction(induction: str, tau: float, norm: int) -> None:
         raise ConfigError(f"norm must be 1 or 2, got {norm}")
 
 
-@register_model("tup")
+@register_model("tup", paper="Cao et al., WWW 2019 (TUP)")
 class TUP(PreferenceTranslation, Model):
     """TUP with ``n_preferences`` latent preferences and hard or soft induction."""
 

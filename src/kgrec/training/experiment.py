@@ -2,7 +2,8 @@
 validation-selected model, a single final test evaluation, and the run folder.
 
 Run folder contents: ``config.yaml`` (resolved config), ``checkpoint.pt`` (last epoch,
-for resuming), ``model.pt`` (validation-best state dict + config) and ``metrics.json``.
+for resuming), ``model.pt`` (validation-best state dict + config), ``metrics.json``,
+``train.log`` (the run's log lines, appended) and ``history.csv`` (one row per epoch).
 
 Before any training the run checks what the config alone cannot: the schedule gives the
 main task a step, sampler options name the model's tasks and their samplers' parameters,
@@ -16,10 +17,12 @@ loading them against other data is an error. Every file is written atomically.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +40,13 @@ from kgrec.data.samplers import make_sampler
 from kgrec.data.splits import split_triples
 from kgrec.errors import ConfigError, KGRecError
 from kgrec.evaluation import evaluate_ctr, evaluate_kg, evaluate_topk
+from kgrec.logs import EpochWriter, logger, run_log, summary_line, tensorboard_writer
 from kgrec.models import get_model_class
 from kgrec.models.base import Model
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
 from kgrec.training.runfolder import RunLock, data_fingerprint
-from kgrec.training.schedule import check_schedule, default_schedule
+from kgrec.training.schedule import check_schedule as check_task_schedule
+from kgrec.training.schedule import default_schedule
 from kgrec.training.trainer import Trainer
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}
@@ -58,6 +63,59 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
         return cls(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+class LossWeightWarning(UserWarning):
+    """A model's loss weight between tasks that cannot change training as configured."""
+
+
+def make_optimizers(cfg: RunConfig, model: Model) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per task over all parameters, or ``{"joint": one}`` with ``train.joint``.
+
+    Without ``train.joint``, a model's constant weight on a task's whole loss
+    (:meth:`Model.task_weights`) does not change Adam's or Adagrad's updates (both are
+    invariant to the scale of the gradient): such a weight is reported with a
+    :class:`LossWeightWarning`.
+    """
+    tc, params = cfg.train, list(model.parameters())
+    if tc.joint:
+        lrs = {tc.for_task(tc.lr, t) for t in model.tasks}
+        if len(lrs) > 1:
+            raise ConfigError(f"train.joint uses one optimiser, so one learning rate; train.lr is {tc.lr}")
+        return {"joint": make_optimizer(tc.optimizer, params, lrs.pop(), tc.weight_decay)}
+    weights = {t: model.task_weights().get(t, 1.0) for t in model.tasks}
+    if len(set(weights.values())) > 1 and tc.optimizer in ("adam", "adagrad"):
+        warnings.warn(
+            f"{cfg.model}: the task loss weights {weights} cannot act with a separate {tc.optimizer} "
+            "optimiser per task (its updates ignore a constant factor on the loss); set "
+            "train.joint: true for one optimiser over the weighted sum", LossWeightWarning, stacklevel=2)
+    return {t: make_optimizer(tc.optimizer, params, tc.for_task(tc.lr, t), tc.weight_decay)
+            for t in model.tasks}
+
+
+def check_schedule(cfg: RunConfig, model: Model) -> list[tuple[str, int]]:
+    """The step schedule, refusing combinations in which an option would not act."""
+    tc = cfg.train
+    if tc.kge_interval is not None and (tc.schedule is not None or tc.joint):
+        raise ConfigError("train.kge_interval (whole passes per task) replaces train.schedule and "
+                          "train.joint; set train.schedule=null and train.joint=false")
+    if tc.joint and tc.schedule is not None and any(n != 1 for _, n in tc.schedule):
+        raise ConfigError(f"train.joint sums one batch of every task per step; train.schedule "
+                          f"{tc.schedule} cannot apply (set train.schedule=null)")
+    schedule = tc.schedule or default_schedule(model.tasks)
+    if tc.kge_interval is None:
+        check_task_schedule(schedule, tuple(model.tasks))
+    shares = model.step_shares()
+    if shares:
+        total = sum(n for _, n in schedule)
+        given = {t: sum(n for task, n in schedule if task == t) / total for t in shares}
+        if tc.joint or tc.kge_interval is not None or any(
+                abs(given[t] - w) > 1e-6 for t, w in shares.items()):
+            warnings.warn(
+                f"{cfg.model}: the model reads its loss weight as shares of steps {shares}, but the "
+                f"training gives {'joint steps' if tc.joint else given}; set train.schedule to "
+                "those shares (e.g. [[rec, 7], [kg, 3]] for 0.7)", LossWeightWarning, stacklevel=2)
+    return schedule
 
 
 def set_threads(n: int | None) -> None:
@@ -78,7 +136,8 @@ def _device(name: str) -> torch.device:
 
 
 def prepare_data(cfg: RunConfig, data_dir: str | Path | None = None) -> tuple[KGDataset, Split]:
-    dataset = load_dataset(cfg.data.dataset, cfg.data.layout, data_dir)
+    dataset = load_dataset(cfg.data.dataset, cfg.data.layout, data_dir,
+                           rating_threshold=cfg.data.rating_threshold)
     if dataset.meta.get("layout") == "kgat":
         dataset = reseed_validation(dataset, cfg.seed)
     split = make_split(dataset, cfg.data.split, cfg.data.ratios, cfg.seed, cfg.data.train_ratio,
@@ -175,7 +234,7 @@ def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, sta
                                  cfg.eval.exclude_valid))
     if "kg" in protocols and stage == "valid":  # the test KG protocol runs once, in run()
         kg = evaluate_kg(model, _kg_part(dataset, "valid"), _kg_known(dataset),
-                         exclude_query=cfg.eval.kg_exclude_query)
+                         exclude_query=cfg.eval.kg_exclude_query, desc="KG completion (valid)")
         out.update({f"kg.{k}": v for k, v in kg["filtered"].items()})
     return out
 
@@ -213,7 +272,7 @@ def check_tasks(cfg: RunConfig) -> None:
     """Schedule and sampler options against the model's tasks (before any data is read)."""
     tasks = tuple(get_model_class(cfg.model).tasks)
     if cfg.train.schedule is not None:
-        check_schedule(cfg.train.schedule, tasks)
+        check_task_schedule(cfg.train.schedule, tasks)
     for task in cfg.train.sampler_options:
         if task not in tasks:
             raise ConfigError(f"train.sampler_options.{task}: {cfg.model!r} has no task {task!r} "
@@ -255,6 +314,28 @@ def check_protocols(cfg: RunConfig, model: Model) -> None:
                           "triples, so the kg protocol cannot evaluate it")
 
 
+def _protocol_of(key: str) -> str:
+    return "kg" if key.startswith("kg.") else "topk" if "@" in key else "ctr"
+
+
+def _best_validation(trainer: Trainer) -> dict[str, Any]:
+    """The validation metrics recorded for the validation-best epoch (empty if none)."""
+    if trainer.state.best_state is None:
+        return {}
+    row = next((h for h in trainer.state.history if h["epoch"] == trainer.stopper.best_epoch), {})
+    return {k[len("valid_"):]: v for k, v in row.items() if k.startswith("valid_")}
+
+
+def _with_run_log(fn):
+    """Append the run's log lines to ``OUT_DIR/train.log`` while ``fn(cfg, out_dir, ...)``
+    runs."""
+    @functools.wraps(fn)
+    def wrapper(cfg: RunConfig, out_dir: str | Path, *args, **kwargs):
+        with run_log(Path(out_dir) / "train.log"):
+            return fn(cfg, out_dir, *args, **kwargs)
+    return wrapper
+
+
 def run(cfg: RunConfig, out_dir: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Train and evaluate as ``cfg`` says; write the run folder; return the metrics.
 
@@ -272,6 +353,7 @@ def run(cfg: RunConfig, out_dir: str | Path, *args: Any, **kwargs: Any) -> dict[
         return run_unlocked(cfg, out, *args, **kwargs)
 
 
+@_with_run_log
 def run_unlocked(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
                  resume: bool = True, progress: bool | None = None,
                  stop_after: int | None = None, evaluate_test: bool = True) -> dict[str, Any]:
@@ -291,6 +373,9 @@ def run_unlocked(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | Non
             raise ConfigError(f"{ckpt_path}: written by a different config; use another --out "
                               "or --no-resume")
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False).encode())
+    logger.info(f"run {cfg.model} on {cfg.data.dataset} (seed {cfg.seed}, device "
+                f"{cfg.train.device}) -> {out}")
+    board = tensorboard_writer(out / "tensorboard") if cfg.train.tensorboard else None
 
     dataset, split = prepare_data(cfg, data_dir)
     check_parts(cfg, split, evaluate_test, dataset.n_users)
@@ -298,74 +383,90 @@ def run_unlocked(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | Non
     if prev_fp is not None and prev_fp != fingerprint:
         raise ConfigError(f"{ckpt_path}: the data changed since this checkpoint was written "
                           "(its data fingerprint differs); use another --out or --no-resume")
+    logger.info(f"data {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} items, "
+                f"{len(dataset.triples):,} triples; split {len(split.train):,} / "
+                f"{len(split.valid):,} / {len(split.test):,} interactions")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     device = _device(cfg.train.device)
     model = build_model(cfg, dataset, split, device).to(device)
     check_protocols(cfg, model)
     tasks = model.tasks
-    samplers, optimizers = {}, {}
-    params = list(model.parameters())
+    samplers = {}
     for task in tasks:
-        opts = cfg.train.sampler_options.get(task, {})
+        opts = {**model.sampler_defaults(task), **cfg.train.sampler_options.get(task, {})}
         bs = cfg.train.for_task(cfg.train.batch_size, task)
         samplers[task] = make_sampler(model.task_samplers[task], dataset, split, bs, **opts)
-        optimizers[task] = make_optimizer(cfg.train.optimizer, params,
-                                          cfg.train.for_task(cfg.train.lr, task), cfg.train.weight_decay)
-    schedule = cfg.train.schedule or default_schedule(tasks)
-    check_schedule(schedule, tasks)
+    optimizers = make_optimizers(cfg, model)
+    schedule = check_schedule(cfg, model)
     monitor = cfg.train.monitor
     if not monitor.startswith("valid."):
         raise ConfigError(f"train.monitor must be a validation metric (valid.*), got {monitor!r}")
     key = monitor.split(".", 1)[1]
     protocols = _protocols_for(monitor)
 
+    epoch_writer = EpochWriter(out, cfg.train.epochs, key, board)
     trainer = Trainer(
         model, samplers, optimizers, schedule,
         validate=lambda: evaluate(model, dataset, split, cfg, "valid", protocols),
         monitor=key, epochs=cfg.train.epochs, patience=cfg.train.patience, seed=cfg.seed,
-        eval_every=cfg.train.eval_every,
+        eval_every=cfg.train.eval_every, joint=cfg.train.joint,
+        kge_interval=cfg.train.kge_interval, max_examples=cfg.train.max_examples,
         checkpoint=ckpt_path, progress=progress,
         extra_state={"config": cfg_dict, "data_fingerprint": fingerprint},
+        on_epoch=epoch_writer,
     )
     if resume and ckpt_path.exists():
         trainer.resume(ckpt_path)
     trainer.stop_after = stop_after
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    finally:
+        epoch_writer.close()
 
-    # the validation-best model is loaded; the test split is used once, here
+    # the validation-best model is loaded; its validation metrics were recorded in training
+    # (only protocols the monitor did not cover are run now); the test split is used once
     rec_protocols = [p for p in cfg.eval.protocols if p != "kg"]
+    recorded = _best_validation(trainer)
+    valid: dict[str, Any] = {}
+    for p in rec_protocols:
+        if p in protocols and recorded:
+            valid.update({k: v for k, v in recorded.items() if _protocol_of(k) == p})
+        else:
+            valid.update(evaluate(model, dataset, split, cfg, "valid", [p]))
     metrics: dict[str, Any] = {
-        "model": cfg.model, "dataset": cfg.data.dataset, "seed": cfg.seed,
-        "valid": evaluate(model, dataset, split, cfg, "valid", rec_protocols),
+        "model": cfg.model, "dataset": cfg.data.dataset, "seed": cfg.seed, "valid": valid,
     }
+    if evaluate_test:
+        logger.info(f"best epoch {trainer.stopper.best_epoch + 1}; evaluating the test split")
     test = evaluate(model, dataset, split, cfg, "test", rec_protocols) if evaluate_test else {}
     metrics["test"] = {k: v for k, v in test.items() if "@" not in k}
     if "topk" in cfg.eval.protocols and evaluate_test:
         metrics["topk"] = {k: v for k, v in test.items() if "@" in k}
     if "kg" in cfg.eval.protocols and evaluate_test:
         metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test"), _kg_known(dataset),
-                                    exclude_query=cfg.eval.kg_exclude_query)
+                                    exclude_query=cfg.eval.kg_exclude_query,
+                                    desc="KG completion (test)")
     if hasattr(model, "kge_rmse"):
         metrics["kge_rmse"] = model.kge_rmse(torch.from_numpy(dataset.triples).to(device))
     metrics.update({
         "epochs": state.epoch,
         "best_epoch": trainer.stopper.best_epoch + 1,
         "train_seconds": round(state.train_seconds, 3),
+        "examples": dict(state.examples),
         "history": state.history,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
     save_checkpoint(out / "model.pt", {"model": model.state_dict(), "config": cfg_dict,
                                        "data_fingerprint": fingerprint})
     write_json(out / "metrics.json", metrics)
+    logger.info(summary_line(metrics, out))
     return metrics
 
 
 def load_run(run_dir: str | Path, data_dir: str | Path | None = None):
     """Rebuild ``(model, dataset, split, cfg)`` of a finished run folder."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise KGRecError(f"{run_dir}: run folder not found")
     path = run_dir / "model.pt"
     saved = load_checkpoint(path, required=("model", "config"))
     try:

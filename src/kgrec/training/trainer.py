@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kgrec.data.samplers import Sampler
-from kgrec.errors import KGRecError
+from kgrec.errors import ConfigError, KGRecError
 from kgrec.evaluation.ctr import model_device
 from kgrec.models.base import Model
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
@@ -43,6 +43,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     best_state: dict | None = None
     train_seconds: float = 0.0
+    examples: dict[str, int] = field(default_factory=dict)  # training examples seen per task
 
 
 class Trainer:
@@ -52,13 +53,28 @@ class Trainer:
     Args:
         model: the model; losses come from ``model(batch, task=...)``.
         samplers: one sampler per task; the first task of ``model.tasks`` defines an epoch.
-        optimizers: one optimiser per task (tasks may have their own learning rates).
+        optimizers: one optimiser per task (tasks may have their own learning rates), or
+            ``{"joint": optimiser}`` with ``joint=True``.
         schedule: ``[(task, steps), ...]`` repeated within an epoch.
         validate: returns validation metrics of the current model.
         monitor: the key of ``validate()`` used for model selection and early stopping.
         eval_every: validate after every ``eval_every``-th epoch (and the last); patience
             counts validations.
         checkpoint: file written after every epoch (``None``: no checkpoints).
+        joint: each step draws one batch of every task and minimises the sum of
+            ``model(batch, task=t)`` with the single optimiser ``optimizers["joint"]``, so the
+            weights the model applies to its task losses act (with separate Adam optimisers a
+            constant factor on a task's loss does not change its updates).
+        kge_interval: epoch-level schedule instead of ``schedule`` (MKR authors' code): a whole
+            pass of the main task, then, after epochs ``0, t, 2t, ...``, one whole pass of
+            every other task.
+        max_examples: ``{task: n}``; training stops after the step at which a task has seen
+            ``n`` examples (the last batch is not cut; the counts record what was seen).
+
+    Examples seen per task (rows of the batches: rec pairs, KG triples) are counted in
+    ``state.examples`` and, cumulatively, in each history row as ``examples_TASK``.
+        on_epoch: called after every epoch (and its checkpoint) with the epoch's history row,
+            the whole history and whether the epoch is the new validation best.
     """
 
     def __init__(
@@ -76,6 +92,10 @@ class Trainer:
         progress: bool | None = None,
         extra_state: dict | None = None,
         eval_every: int = 1,
+        joint: bool = False,
+        kge_interval: int | None = None,
+        max_examples: dict[str, int] | None = None,
+        on_epoch: Callable[[dict, list[dict], bool], None] | None = None,
     ) -> None:
         self.model = model
         self.samplers = samplers
@@ -89,9 +109,18 @@ class Trainer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.stopper = EarlyStopper(patience=patience)
         self.eval_every = max(1, int(eval_every))
+        self.on_epoch = on_epoch
         self.state = TrainState()
         self.extra_state = extra_state or {}
         self.main_task = model.tasks[0]
+        self.joint, self.kge_interval = joint, kge_interval
+        self.max_examples = dict(max_examples or {})
+        for task in self.max_examples:
+            if task not in model.tasks:
+                raise ConfigError(f"train.max_examples names task {task!r}; the model's tasks are "
+                                  f"{model.tasks}")
+        if joint and set(optimizers) != {"joint"}:
+            raise ValueError("joint training takes one optimiser, {'joint': optimiser}")
         self.device = model_device(model)  # batches are moved there before each step
         #: test hook: stop (as if killed) after this many epochs
         self.stop_after: int | None = None
@@ -106,6 +135,7 @@ class Trainer:
             "history": self.state.history,
             "best_state": self.state.best_state,
             "train_seconds": self.state.train_seconds,
+            "examples": self.state.examples,
             **self.extra_state,
         }
 
@@ -121,7 +151,8 @@ class Trainer:
             self.stopper.load_state_dict(ckpt["stopper"])
             self.state = TrainState(epoch=int(ckpt["epoch"]), history=list(ckpt["history"]),
                                     best_state=ckpt["best_state"],
-                                    train_seconds=float(ckpt["train_seconds"]))
+                                    train_seconds=float(ckpt["train_seconds"]),
+                                    examples=dict(ckpt.get("examples", {})))
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
             raise KGRecError(f"{path}: checkpoint does not fit this run's model and "
                              f"optimisers: {_first_line(e)}") from None
@@ -133,37 +164,77 @@ class Trainer:
             yield from self.samplers[task].epoch(_epoch_seed(self.seed, epoch, salt + 31 * k))
             k += 1
 
+    def _to_device(self, batch: dict) -> dict:
+        if self.device.type == "cpu":
+            return batch
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in batch.items()}
+
+    def _count(self, task: str, batch: dict) -> None:
+        n = len(next(v for v in batch.values() if torch.is_tensor(v)))
+        self.state.examples[task] = self.state.examples.get(task, 0) + n
+
+    def budget_spent(self) -> bool:
+        """Whether a task has seen its ``max_examples``."""
+        return any(self.state.examples.get(t, 0) >= n for t, n in self.max_examples.items())
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the main task's data; returns the mean loss per task."""
         torch.manual_seed(_epoch_seed(self.seed, epoch, 1))
         self.model.train()
         iters = {self.main_task: self.samplers[self.main_task].epoch(_epoch_seed(self.seed, epoch))}
+        aux = [t for t in self.model.tasks[1:] if t in self.samplers]
         for k, task in enumerate(self.model.tasks[1:], start=2):
             if task in self.samplers:
                 iters[task] = self._aux_batches(task, epoch, k)
         sums = dict.fromkeys(iters, 0.0)
         counts = dict.fromkeys(iters, 0)
-        for task in task_cycle(self.schedule, self.model.tasks):
-            batch = next(iters[task], None)
-            if batch is None:  # the main task's pass is over
-                break
-            if self.device.type != "cpu":
-                batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
-                         for k, v in batch.items()}
-            opt = self.optimizers[task]
-            opt.zero_grad(set_to_none=True)
-            loss = self.model(batch, task=task)
-            loss.backward()
-            opt.step()
-            sums[task] += loss.item()
-            counts[task] += 1
+        if self.joint:
+            opt = self.optimizers["joint"]
+            for main_batch in iters[self.main_task]:
+                batches = {self.main_task: main_batch, **{t: next(iters[t]) for t in aux}}
+                opt.zero_grad(set_to_none=True)
+                losses = {t: self.model(self._to_device(b), task=t) for t, b in batches.items()}
+                sum(losses.values()).backward()
+                opt.step()
+                for t, b in batches.items():
+                    sums[t] += losses[t].item()
+                    counts[t] += 1
+                    self._count(t, b)
+                if self.budget_spent():
+                    break
+        else:
+            if self.kge_interval is None:
+                order = task_cycle(self.schedule, self.model.tasks)
+            else:  # MKR authors' loop: whole main pass, then whole passes of the others
+                passes = [self.main_task] * len(self.samplers[self.main_task])
+                if epoch % self.kge_interval == 0:
+                    for k, task in enumerate(aux, start=2):
+                        iters[task] = self.samplers[task].epoch(_epoch_seed(self.seed, epoch, k))
+                        passes += [task] * len(self.samplers[task])
+                order = iter(passes)
+            for task in order:
+                batch = next(iters[task], None)
+                if batch is None:  # the main task's pass is over
+                    break
+                opt = self.optimizers[task]
+                opt.zero_grad(set_to_none=True)
+                loss = self.model(self._to_device(batch), task=task)
+                loss.backward()
+                opt.step()
+                sums[task] += loss.item()
+                counts[task] += 1
+                self._count(task, batch)
+                if self.budget_spent():
+                    break
         return {f"loss_{t}": sums[t] / counts[t] for t in sums if counts[t]}
 
     def fit(self) -> TrainState:
         bar = tqdm(total=self.epochs, initial=self.state.epoch, disable=not self.progress,
                    desc="train", unit="epoch", leave=False)
         try:
-            while self.state.epoch < self.epochs and not self.stopper.should_stop:
+            while (self.state.epoch < self.epochs and not self.stopper.should_stop
+                   and not self.budget_spent()):
                 epoch = self.state.epoch
                 t0 = time.perf_counter()
                 losses = self.train_epoch(epoch)
@@ -172,16 +243,22 @@ class Trainer:
                 if diverged:  # the last checkpoint (previous epoch) stays as it was
                     raise KGRecError(f"training diverged at epoch {epoch + 1}: "
                                      f"{', '.join(diverged)} is not finite; lower train.lr")
-                due = (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
+                due = ((epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
+                       or self.budget_spent())
                 metrics = self.validate() if due else {}
                 value = metrics.get(self.monitor, math.nan)
-                if due and self.stopper.update(value, epoch):
+                improved = due and self.stopper.update(value, epoch)
+                if improved:
                     self.state.best_state = copy.deepcopy(self.model.state_dict())
                 self.state.epoch = epoch + 1
-                self.state.history.append({"epoch": epoch, **losses,
-                                           **{f"valid_{k}": v for k, v in metrics.items()}})
+                seen = {f"examples_{t}": n for t, n in self.state.examples.items()}
+                self.state.history.append({"epoch": epoch, **losses, **seen,
+                                           **{f"valid_{k}": v for k, v in metrics.items()},
+                                           "seconds": round(time.perf_counter() - t0, 3)})
                 if self.checkpoint is not None:
                     save_checkpoint(self.checkpoint, self.state_dict())
+                if self.on_epoch is not None:
+                    self.on_epoch(self.state.history[-1], self.state.history, improved)
                 bar.update(1)
                 bar.set_postfix({self.monitor: f"{value:.4f}", **{k: f"{v:.4f}" for k, v in losses.items()}})
                 if self.stop_after is not None and self.state.epoch >= self.stop_after:

@@ -48,6 +48,7 @@ from kgrec.data.readers.common import (
     to_int,
 )
 from kgrec.errors import DataError
+from kgrec.logs import progress
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def preprocess_mkr(
     rs = np.random.RandomState(seed)
     rows: list[np.ndarray] = []
     user_ids: list[str] = []
-    for new_user, (user_old, pos) in enumerate(user_pos.items()):
+    users = progress(enumerate(user_pos.items()), len(user_pos), f"{name}: negatives", "users")
+    for new_user, (user_old, pos) in users:
         user_ids.append(str(user_old))
         pos_items = np.fromiter(pos, dtype=np.int64, count=len(pos))
         unwatched = item_set - pos
