@@ -24,6 +24,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -50,14 +51,16 @@ SARC_COMMIT = "5dddf8003c066ab73084b859011c559b0e4f111d"
 MTL_COMMIT = "a9ed2d1844c19447fe544a95dda9686db1022479"
 GITHUB_RAW = "https://raw.githubusercontent.com"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+KGAT_COMMIT = "c03737be46ac26a0b5431efe149828e982ffbbfb"
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a dataset: local path (relative to the dataset folder), source URL
-    path (relative to ``base``), expected sha256 of the downloaded file (``None``: no
-    trustworthy hash is known, and the file is not downloaded) and, for zip archives, the
-    member to extract and its own sha256."""
+    path (relative to ``base``), its pin (``sha256``, or ``git_blob`` for files known only
+    from their repository's tree; neither: no trustworthy hash is known, and the file is not
+    downloaded) and, for zip archives, the member to extract (a pinned archive pins its
+    members; ``member_sha256`` checks the member too when known)."""
 
     local: str
     remote: str
@@ -65,11 +68,12 @@ class RemoteFile:
     sha256: str | None = None
     member: str | None = None
     member_sha256: str | None = None
+    git_blob: str | None = None
     max_bytes: int | None = None  # default MAX_DOWNLOAD_BYTES
 
     @property
     def pinned(self) -> bool:
-        return self.sha256 is not None and (self.member is None or self.member_sha256 is not None)
+        return self.sha256 is not None or self.git_blob is not None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,44 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     ),
 }
+
+
+def _kgat(name: str, sha: dict[str, str], blob: dict[str, str]) -> tuple[RemoteFile, ...]:
+    """KGAT's release of ``name`` (github.com/xiangwang1223/knowledge_graph_attention_network
+    at ``KGAT_COMMIT``, ``Data/<name>/``): sha256 of the files read from that commit, git
+    blob ids from its tree for the files not read (``kg_final.txt`` ships zipped)."""
+    def rf(local: str, remote: str | None = None, member: str | None = None) -> RemoteFile:
+        remote = remote or local
+        return RemoteFile(local, f"xiangwang1223/knowledge_graph_attention_network/"
+                          f"{KGAT_COMMIT}/Data/{name}/{remote}", sha256=sha.get(local),
+                          member=member, git_blob=blob.get(remote))
+    names = ("train.txt", "test.txt", "user_list.txt", "item_list.txt", "entity_list.txt",
+             "relation_list.txt")
+    return (*(rf(n) for n in names), rf("kg_final.txt", "kg_final.txt.zip", "kg_final.txt"))
+
+
+DATASETS["amazon-book"] = DatasetSpec(
+    folder="amazon-book", description="Amazon-book as released with KGAT (JNSKR Table 2)",
+    processed=None, default_layout="kgat",
+    files=_kgat("amazon-book", {
+        "train.txt": "4d10106bb06a77e11df660429903c0067aeb85b86431807836b0d8b7edc30c38",
+        "test.txt": "f47eff9d35fb95c07d74251a991478a84095ce6c5969b0dafcb4afe99fc716ec",
+        "user_list.txt": "ae2e001d4e49fd82d4c7e25f950827a8be2fbd5c6f3a16dacb2d104edb32310e",
+        "item_list.txt": "efea8518cd68e515584fdfbfca95f318b25ef551c64498c5935897c2b02e436f",
+        "entity_list.txt": "b03e9cb7eeab38756f0b10c06478a611201a7d42cb16acb8513624dda05270ca",
+        "relation_list.txt": "50fe9c6560224b20d8ace78ae8ca0b8dad39248f6dc900f6744b633ba8c33f4b",
+    }, {"kg_final.txt.zip": "7eedb0ed50a9bae8a89ef2193b3a9fb1bf9ed03e"}))
+DATASETS["yelp2018"] = DatasetSpec(
+    folder="yelp2018", description="Yelp2018 as released with KGAT (JNSKR Table 2)",
+    processed=None, default_layout="kgat",
+    files=_kgat("yelp2018", {
+        "test.txt": "ad1034bf609176893abcce4b7b9266d9f02fcc05e13966aa078b432df02a78f0",
+        "user_list.txt": "49b8f178a6a6ee71d0d0b06242628afe9289d27734d44fa31f6d07aa4611b7be",
+        "item_list.txt": "1ba988c00ea8d97945a5fb0f6cbb3867e55f327e2c341bcfe55c5a5584b06a9d",
+        "entity_list.txt": "bb6390ee1568eed802d5113a6b4b38e76402bce88519186d2a99402955571801",
+        "relation_list.txt": "f5b19de6fc169ec6f4ac9943cce7614d1427b32130a6063f990721b45e636abc",
+    }, {"train.txt": "c834b6e61cbb6a716b039367f3ddd711ca3a2483",
+        "kg_final.txt.zip": "9a11bad2806d43f613787f000d8d826f3bc91767"}))
 
 
 def cache_dir() -> Path:
@@ -264,6 +306,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
     with atomic_file(path) as f:
         f.write(data)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -451,6 +497,21 @@ def _check_sha(what: str, expected: str | None, got: str) -> None:
         raise DataError(what, None, f"checksum mismatch: expected sha256 {expected}, got {got}")
 
 
+def git_blob_id(data: bytes) -> str:
+    """The git blob id of ``data``: sha1 of ``b"blob <size>\\0" + data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _git_blob_of(f: BinaryIO) -> str:
+    """:func:`git_blob_id` of an open file's whole contents, read in chunks."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    h = hashlib.sha1(b"blob %d\0" % size)
+    while block := f.read(1 << 20):
+        h.update(block)
+    return h.hexdigest()
+
+
 def download(name: str, data_dir: str | Path | None = None, base_url: str | None = None,
              force: bool = False, timeout: float = 60.0) -> Path:
     """Fetch a named dataset's files from their public sources into the data folder.
@@ -474,23 +535,30 @@ def download(name: str, data_dir: str | Path | None = None, base_url: str | None
                                + ")")
             continue
         final_sha = rf.member_sha256 if rf.member else rf.sha256
-        if dest.is_file() and not force and file_sha256(dest) == final_sha:
-            continue
+        if dest.is_file() and not force and (final_sha is None or file_sha256(dest) == final_sha):
+            continue  # verified, or placed there and not checkable
         limit = rf.max_bytes or MAX_DOWNLOAD_BYTES
         ensure_dir(dest.parent)
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, \
+                    tempfile.TemporaryFile(dir=dest.parent) as raw:
                 size = resp.headers.get("Content-Length")
                 if size is not None and size.isdigit() and int(size) > limit:
                     raise DataError(url, None, f"{int(size):,} bytes, over the {limit:,}-byte "
                                                "limit; refused")
+                got = _copy_limited(resp, raw, limit, url)
+                if rf.sha256 is not None:
+                    _check_sha(url, rf.sha256, got)
+                if rf.git_blob is not None:
+                    blob = _git_blob_of(raw)
+                    if blob != rf.git_blob:
+                        raise DataError(url, None, f"checksum mismatch: expected git blob "
+                                                   f"{rf.git_blob}, got {blob}")
+                raw.seek(0)
                 if rf.member is None:
                     with atomic_file(dest) as out:
-                        _check_sha(url, rf.sha256, _copy_limited(resp, out, limit, url))
-                    continue
-                with tempfile.TemporaryFile(dir=dest.parent) as raw:
-                    _check_sha(url, rf.sha256, _copy_limited(resp, raw, limit, url))
-                    raw.seek(0)
+                        shutil.copyfileobj(raw, out, 1 << 20)
+                else:
                     _extract_member(raw, rf, url, dest, limit)
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             raise DataError(url, None, f"download failed: {e}") from None
@@ -507,11 +575,16 @@ def _extract_member(archive: BinaryIO, rf: RemoteFile, url: str, dest: Path, lim
     what = f"{url}!{rf.member}"
     try:
         with zipfile.ZipFile(archive) as z:
-            info = z.getinfo(rf.member)
+            names = z.namelist()
+            same = [n for n in names if n.rsplit("/", 1)[-1] == rf.member
+                    and not n.startswith("__MACOSX")]  # a member given by its base name
+            info = z.getinfo(rf.member if rf.member in names or len(same) != 1 else same[0])
             if info.file_size > limit:
                 raise DataError(what, None, f"{info.file_size:,} bytes, over the {limit:,}-byte "
                                             "limit; refused")
             with z.open(info) as src, atomic_file(dest) as out:
-                _check_sha(what, rf.member_sha256, _copy_limited(src, out, limit, what))
+                got = _copy_limited(src, out, limit, what)
+                if rf.member_sha256 is not None:
+                    _check_sha(what, rf.member_sha256, got)
     except (zipfile.BadZipFile, KeyError, EOFError, zipfile.LargeZipFile) as e:
         raise DataError(url, None, f"cannot extract {rf.member}: {e}") from None
