@@ -226,8 +226,8 @@ def mixed_request(rng: random.Random, runs: list[str], users: dict, items: dict,
     if x < 0.95 or not rels:
         return "GET", "/item", {"item": i, "run": run}, None
     kg_run = rng.choice(sorted(rels))
-    head, rel = rels[kg_run]
-    return "GET", "/complete", {"head": str(rng.randrange(head)), "relation": rng.choice(rel),
+    heads, rel = rels[kg_run]
+    return "GET", "/complete", {"head": rng.choice(heads), "relation": rng.choice(rel),
                                 "k": 10, "run": kg_run}, None
 
 
@@ -303,8 +303,11 @@ def main() -> None:
         names = list(info)
         users = {r: httpx.get(f"{base}/users", params={"run": r, "limit": 10000}).json()["users"]
                  for r in names}
-        items = {r: [str(i) for i in range(info[r]["items"])] for r in names}
-        rels = {r: (info[r]["entities"], [str(k) for k in range(info[r]["relations"])])
+        listed = {r: httpx.get(f"{base}/items", params={"run": r, "limit": 100_000}).json()["items"]
+                  for r in names}
+        items = {r: [x["item"] for x in listed[r]] for r in names}
+        rels = {r: ([x["entity"] for x in listed[r] if x["entity"] is not None],
+                    info[r]["relation_ids"])
                 for r in names if info[r]["completes"]}
         seq = {}
         for model, path in runs.items():

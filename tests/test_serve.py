@@ -183,7 +183,11 @@ def test_health_and_models(client):
     assert "auc" in mkr["metrics"]["test"] and not mkr["completes"]
     assert ktup["completes"] and ktup["explains"] and ktup["score"] == "score"
     assert not transe["recommends"] and transe["completes"]
+    assert transe["relation_ids"] == ["0", "1", "2"]
     assert client.get("/users", params={"limit": 3}).json()["users"] == ["0", "1", "2"]
+    items = client.get("/items", params={"offset": 38, "limit": 5}).json()
+    assert items["total"] == 40 and [x["item"] for x in items["items"]] == ["38", "39"]
+    assert items["items"][0] == {"item": "38", "name": "38", "entity": "38"}
 
 
 def test_recommend_get_and_batch(client, runs):
@@ -295,6 +299,8 @@ ERRORS = [
     ("get", "/complete", {"params": {"head": "1", "relation": "9", "run": "ktup"}}, 404,
      "unknown relation"),
     ("get", "/complete", {"params": {"head": "1", "relation": "0", "k": 0, "run": "ktup"}}, 422, "k"),
+    ("get", "/items", {"params": {"limit": 0}}, 422, "limit"),
+    ("get", "/users", {"params": {"offset": -1}}, 422, "offset"),
     ("get", "/no-such-page", {}, 404, "Not Found"),
     ("delete", "/recommend", {}, 405, "Method Not Allowed"),
 ]
@@ -410,7 +416,7 @@ def test_kgrec_serve_process(runs):
             for method, path, kw in [
                 ("GET", "/", {}), ("GET", "/docs", {}), ("GET", "/openapi.json", {}),
                 ("GET", "/static/app.js", {}), ("GET", "/health", {}), ("GET", "/models", {}),
-                ("GET", "/users", {"params": {"run": "ktup"}}),
+                ("GET", "/users", {"params": {"run": "ktup"}}), ("GET", "/items", {}),
                 ("GET", "/recommend", {"params": {"user": "3", "k": 3, "explain": "true"}}),
                 ("POST", "/recommend", {"json": {"users": ["3", "4"]}, "params": {"run": "ktup"}}),
                 ("POST", "/score", {"json": {"pairs": [{"user": "3", "item": "5"}]}}),
