@@ -254,10 +254,14 @@ async def mixed(port: int, n: int, concurrency: int, rng: random.Random, runs, u
 
 
 def machine() -> str:
+    """The machine (read before the client moves off the server's core)."""
     from kgrec.utils import machine_description
 
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"{machine_description()}, Python {platform.python_version()}, load average at the end {load}"
+    return f"{machine_description()}, Python {platform.python_version()}"
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
 def main() -> None:
@@ -278,6 +282,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     runs = ensure_runs(args)
+    host = machine()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     server_core = cores[0]
     if hasattr(os, "sched_setaffinity") and len(cores) > 1:
@@ -344,7 +349,8 @@ def main() -> None:
             "### `kgrec serve` load test (loopback)",
             "",
             f"Command: `KGREC_DATA=../shared/data {cmd.strip()}`; {date};"
-            f" machine: {machine()}. Server: `kgrec serve` with the four Last.FM runs "
+            f" machine: {host}, load average at the end {load_average()}. Server: `kgrec serve` "
+            "with the four Last.FM runs "
             f"({args.epochs} training epoch(s) each; latency does not depend on quality), pinned to "
             "one core, one torch thread; the client (asyncio streams, HTTP/1.1) on the other core. "
             "Latencies in ms, "
