@@ -242,6 +242,8 @@ class Recommender:
                 top = np.argsort(-p, kind="stable")[:3]
                 lines.append(f"{who}: " + ", ".join(f"{fields[k]} {p[k]:.2f}" for k in top.tolist()))
             lines.append(f"click probability {exp['probability']:.3f}")
+        if exp.get("paths"):  # KGAT: attention-weighted CKG paths from the user to the item
+            lines += [f"path: {p['text']}" for p in exp["paths"] if "text" in p]
         if not self.has_names:
             exp["note"] = NO_NAMES
         exp["lines"] = lines

@@ -25,6 +25,12 @@ PAPER: dict[str, dict[str, dict[str, float]]] = {
     "hkrm-attr": {"book": {"auc": 0.709}},  # HKRM Table 3 (AUC only)
     "hkrm-item": {"book": {"auc": 0.714}},
     "hkrm-wokl": {"book": {"auc": 0.726}},
+    # baselines (issue 15): MKR Table 2 (Last.FM; its Book row uses MKR's own KG) and HKRM
+    # Table 2 (Book-Crossing, RippleNet's release, the `book` dataset)
+    "ripplenet": {"lastfm": {"auc": 0.768, "acc": 0.691}, "book": {"auc": 0.729, "acc": 0.662}},
+    "widedeep": {"lastfm": {"auc": 0.756, "acc": 0.688}},
+    "ncf": {"book": {"auc": 0.725, "acc": 0.675}},
+    "nfm": {"book": {"auc": 0.659, "acc": 0.620}},
 }
 
 

@@ -36,19 +36,22 @@ SARC_COMMIT = "5dddf8003c066ab73084b859011c559b0e4f111d"
 MTL_COMMIT = "a9ed2d1844c19447fe544a95dda9686db1022479"
 GITHUB_RAW = "https://raw.githubusercontent.com"
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
+KGAT_COMMIT = "c03737be46ac26a0b5431efe149828e982ffbbfb"
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a dataset: local path (relative to the dataset folder), source URL
     path (relative to ``base``), expected sha256 (``None``: not pinned) and, for zip
-    archives, the member to extract."""
+    archives, the member to extract. ``git_blob`` pins the downloaded file (the archive,
+    for a zip) by its git blob id, for files known only from their repository's tree."""
 
     local: str
     remote: str
     base: str = GITHUB_RAW
     sha256: str | None = None
     member: str | None = None
+    git_blob: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,44 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     ),
 }
+
+
+def _kgat(name: str, sha: dict[str, str], blob: dict[str, str]) -> tuple[RemoteFile, ...]:
+    """KGAT's release of ``name`` (github.com/xiangwang1223/knowledge_graph_attention_network
+    at ``KGAT_COMMIT``, ``Data/<name>/``): sha256 of the files read from that commit, git
+    blob ids from its tree for the files not read (``kg_final.txt`` ships zipped)."""
+    def rf(local: str, remote: str | None = None, member: str | None = None) -> RemoteFile:
+        remote = remote or local
+        return RemoteFile(local, f"xiangwang1223/knowledge_graph_attention_network/"
+                          f"{KGAT_COMMIT}/Data/{name}/{remote}", sha256=sha.get(local),
+                          member=member, git_blob=blob.get(remote))
+    names = ("train.txt", "test.txt", "user_list.txt", "item_list.txt", "entity_list.txt",
+             "relation_list.txt")
+    return (*(rf(n) for n in names), rf("kg_final.txt", "kg_final.txt.zip", "kg_final.txt"))
+
+
+DATASETS["amazon-book"] = DatasetSpec(
+    folder="amazon-book", description="Amazon-book as released with KGAT (JNSKR Table 2)",
+    processed=None, default_layout="kgat",
+    files=_kgat("amazon-book", {
+        "train.txt": "4d10106bb06a77e11df660429903c0067aeb85b86431807836b0d8b7edc30c38",
+        "test.txt": "f47eff9d35fb95c07d74251a991478a84095ce6c5969b0dafcb4afe99fc716ec",
+        "user_list.txt": "ae2e001d4e49fd82d4c7e25f950827a8be2fbd5c6f3a16dacb2d104edb32310e",
+        "item_list.txt": "efea8518cd68e515584fdfbfca95f318b25ef551c64498c5935897c2b02e436f",
+        "entity_list.txt": "b03e9cb7eeab38756f0b10c06478a611201a7d42cb16acb8513624dda05270ca",
+        "relation_list.txt": "50fe9c6560224b20d8ace78ae8ca0b8dad39248f6dc900f6744b633ba8c33f4b",
+    }, {"kg_final.txt.zip": "7eedb0ed50a9bae8a89ef2193b3a9fb1bf9ed03e"}))
+DATASETS["yelp2018"] = DatasetSpec(
+    folder="yelp2018", description="Yelp2018 as released with KGAT (JNSKR Table 2)",
+    processed=None, default_layout="kgat",
+    files=_kgat("yelp2018", {
+        "test.txt": "ad1034bf609176893abcce4b7b9266d9f02fcc05e13966aa078b432df02a78f0",
+        "user_list.txt": "49b8f178a6a6ee71d0d0b06242628afe9289d27734d44fa31f6d07aa4611b7be",
+        "item_list.txt": "1ba988c00ea8d97945a5fb0f6cbb3867e55f327e2c341bcfe55c5a5584b06a9d",
+        "entity_list.txt": "bb6390ee1568eed802d5113a6b4b38e76402bce88519186d2a99402955571801",
+        "relation_list.txt": "f5b19de6fc169ec6f4ac9943cce7614d1427b32130a6063f990721b45e636abc",
+    }, {"train.txt": "c834b6e61cbb6a716b039367f3ddd711ca3a2483",
+        "kg_final.txt.zip": "9a11bad2806d43f613787f000d8d826f3bc91767"}))
 
 
 def cache_dir() -> Path:
@@ -346,6 +387,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def git_blob_id(data: bytes) -> str:
+    """The git blob id of ``data``: sha1 of ``b"blob <size>\\0" + data``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def download(name: str, data_dir: str | Path | None = None, base_url: str | None = None,
              force: bool = False, timeout: float = 60.0) -> Path:
     """Fetch a named dataset's files from their public sources into the data folder.
@@ -366,10 +412,16 @@ def download(name: str, data_dir: str | Path | None = None, base_url: str | None
                 data = resp.read()
         except (urllib.error.URLError, OSError) as e:
             raise DataError(url, None, f"download failed: {e}") from None
+        if rf.git_blob is not None and git_blob_id(data) != rf.git_blob:
+            raise DataError(url, None, f"checksum mismatch: expected git blob {rf.git_blob}, "
+                            f"got {git_blob_id(data)}")
         if rf.member is not None:
             try:
                 with zipfile.ZipFile(io.BytesIO(data)) as z:
-                    data = z.read(rf.member)
+                    names = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == rf.member
+                             and not n.startswith("__MACOSX")]
+                    data = z.read(rf.member if rf.member in z.namelist() or len(names) != 1
+                                  else names[0])
             except (zipfile.BadZipFile, KeyError) as e:
                 raise DataError(url, None, f"cannot extract {rf.member}: {e}") from None
         elif rf.sha256 is not None and _sha256(data) != rf.sha256:

@@ -80,47 +80,16 @@ from kgrec.data.dataset import KGDataset, Split
 from kgrec.data.samplers import Sampler, register_sampler
 from kgrec.errors import ConfigError
 from kgrec.models.base import Model, register_model
+from kgrec.models.nonsampling import (  # noqa: F401  (negative_weights: public here too)
+    cf_whole_data_loss,
+    gram,
+    gram_sum,
+    negative_weights,
+    pointwise_part,
+)
 
 # ---------------------------------------------------------------------------------------
-# efficient whole-data losses
-
-
-class _Gram(torch.autograd.Function):
-    """``x^T x`` with the one-matmul backward ``x (g + g^T)`` (autograd would use two)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
-        return x.T @ x
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return x @ (g + g.T)
-
-
-def gram(x: Tensor) -> Tensor:
-    """``x^T x``, the ``d x d`` Gram matrix of the rows of ``x``."""
-    return _Gram.apply(x)
-
-
-def cf_whole_data_loss(users: Tensor, h: Tensor, q: Tensor, c_neg: Tensor, pos_index: Tensor,
-                       pos_users: Tensor, c_pos: float = 1.0) -> Tensor:
-    """Eq. 9 for a batch of items.
-
-    Args:
-        users: ``(n_users, d)`` every user embedding ``p_u``.
-        h: ``(d,)`` prediction vector.
-        q: ``(B, d)`` representations of the batch items.
-        c_neg: ``(B,)`` negative weights ``c-_v`` of the batch items.
-        pos_index: ``(P,)`` observed pairs: the item's row in ``q``.
-        pos_users: ``(P, d)`` observed pairs: the user's embedding.
-        c_pos: positive weight ``c+``.
-    """
-    y = (pos_users * q[pos_index]) @ h
-    positive = ((c_pos - c_neg[pos_index]) * y.square() - 2.0 * c_pos * y).sum()
-    gram_v = (q * c_neg.unsqueeze(1)).T @ q
-    return positive + (torch.outer(h, h) * gram(users) * gram_v).sum()
+# efficient whole-data losses (the CF part is shared with ENMF: models/nonsampling.py)
 
 
 def kg_whole_data_loss(entities: Tensor, relations: Tensor, heads: Tensor, w_neg: Tensor,
@@ -138,28 +107,8 @@ def kg_whole_data_loss(entities: Tensor, relations: Tensor, heads: Tensor, w_neg
         w_pos: positive weight ``w+``.
     """
     g = (heads[kg_index] * kg_relations * kg_tails).sum(-1)
-    positive = ((w_pos - w_neg[kg_index]) * g.square() - 2.0 * w_pos * g).sum()
-    gram_h = (heads * w_neg.unsqueeze(1)).T @ heads
-    return positive + (gram(relations) * gram_h * gram(entities)).sum()
-
-
-def negative_weights(counts: np.ndarray, total: float, weighting: str, exponent: float,
-                     support: np.ndarray | None = None) -> np.ndarray:
-    """Per-row negative weights summing to ``total``.
-
-    ``popularity``: ``total * counts^p / sum counts^p`` (rows with no count get 0);
-    ``uniform``: ``total / n`` over ``support`` (all rows when ``None``).
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    if weighting == "popularity":
-        powered = np.where(counts > 0, counts, 0.0) ** exponent
-        s = powered.sum()
-        return total * powered / s if s > 0 else np.zeros_like(counts)
-    if weighting == "uniform":
-        mask = np.ones(len(counts), bool) if support is None else np.asarray(support, bool)
-        n = max(int(mask.sum()), 1)
-        return np.where(mask, total / n, 0.0)
-    raise ConfigError(f"weighting must be 'popularity' or 'uniform', got {weighting!r}")
+    return pointwise_part(g, w_neg[kg_index], w_pos) + gram_sum(
+        gram(relations), gram(heads, w_neg), gram(entities))
 
 
 # ---------------------------------------------------------------------------------------

@@ -169,6 +169,9 @@ class Trainer:
         """One pass over the main task's data; returns the mean loss per task."""
         torch.manual_seed(_epoch_seed(self.seed, epoch, 1))
         self.model.train()
+        hook = getattr(self.model, "on_epoch_start", None)
+        if hook is not None:  # e.g. KGAT recomputes its attention once per epoch
+            hook(epoch)
         iters = {self.main_task: self.samplers[self.main_task].epoch(_epoch_seed(self.seed, epoch))}
         aux = [t for t in self.model.tasks[1:] if t in self.samplers]
         for k, task in enumerate(self.model.tasks[1:], start=2):
