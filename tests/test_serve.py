@@ -20,6 +20,7 @@ import torch
 from kgrec.cli import main
 from kgrec.config import load_config
 from kgrec.errors import KGRecError
+from kgrec.models import MODELS
 from kgrec.recommend import Recommender
 from kgrec.training.experiment import build_model, prepare_data, run
 
@@ -524,3 +525,25 @@ def test_page_in_browser(runs, tmp_path):
             shutil.copy(shot, dest / shot.name)
     finally:
         stop_server(proc)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registered_model_serves(tmp_path, name):
+    """Any model (new ones too, without a cache of their own: ``model.score_all``) answers
+    recommend, score and similar; KG models completion; top-K equals the model's ranking."""
+    folder = write_processed(tmp_path / "d", n_users=12, n_items=16)
+    cfg = load_config(raw={"model": name, "data": {"dataset": str(folder), "layout": "processed"}})
+    dataset, split = prepare_data(cfg)
+    m = build_model(cfg, dataset, split).eval()
+    e = Engine(Recommender(m, dataset, split, cfg), name)
+    if e.recommends:
+        recs = e.recommend_many(["3"], 3, explain=True)[0]
+        with torch.no_grad():
+            s = m.score_all(torch.tensor([3]))[0].clone()
+        s[torch.as_tensor(e.rec.seen(3))] = -torch.inf
+        assert [r["item_index"] for r in recs] == torch.topk(s, 3).indices.tolist()
+        assert all("lines" in r["explanation"] for r in recs)
+        assert len(e.score_pairs(["3"], ["4"])) == 1
+    assert len(e.similar("2", 3)) == 3
+    if e.completes:
+        assert len(e.complete("0", head="1", k=3)) == 3
