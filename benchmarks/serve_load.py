@@ -226,8 +226,8 @@ def mixed_request(rng: random.Random, runs: list[str], users: dict, items: dict,
     if x < 0.95 or not rels:
         return "GET", "/item", {"item": i, "run": run}, None
     kg_run = rng.choice(sorted(rels))
-    head, rel = rels[kg_run]
-    return "GET", "/complete", {"head": str(rng.randrange(head)), "relation": rng.choice(rel),
+    heads, rel = rels[kg_run]
+    return "GET", "/complete", {"head": rng.choice(heads), "relation": rng.choice(rel),
                                 "k": 10, "run": kg_run}, None
 
 
@@ -254,10 +254,14 @@ async def mixed(port: int, n: int, concurrency: int, rng: random.Random, runs, u
 
 
 def machine() -> str:
+    """The machine (read before the client moves off the server's core)."""
     from kgrec.utils import machine_description
 
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return f"{machine_description()}, Python {platform.python_version()}, load average at the end {load}"
+    return f"{machine_description()}, Python {platform.python_version()}"
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
 def main() -> None:
@@ -278,6 +282,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     runs = ensure_runs(args)
+    host = machine()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     server_core = cores[0]
     if hasattr(os, "sched_setaffinity") and len(cores) > 1:
@@ -303,8 +308,11 @@ def main() -> None:
         names = list(info)
         users = {r: httpx.get(f"{base}/users", params={"run": r, "limit": 10000}).json()["users"]
                  for r in names}
-        items = {r: [str(i) for i in range(info[r]["items"])] for r in names}
-        rels = {r: (info[r]["entities"], [str(k) for k in range(info[r]["relations"])])
+        listed = {r: httpx.get(f"{base}/items", params={"run": r, "limit": 100_000}).json()["items"]
+                  for r in names}
+        items = {r: [x["item"] for x in listed[r]] for r in names}
+        rels = {r: ([x["entity"] for x in listed[r] if x["entity"] is not None],
+                    info[r]["relation_ids"])
                 for r in names if info[r]["completes"]}
         seq = {}
         for model, path in runs.items():
@@ -341,7 +349,8 @@ def main() -> None:
             "### `kgrec serve` load test (loopback)",
             "",
             f"Command: `KGREC_DATA=../shared/data {cmd.strip()}`; {date};"
-            f" machine: {machine()}. Server: `kgrec serve` with the four Last.FM runs "
+            f" machine: {host}, load average at the end {load_average()}. Server: `kgrec serve` "
+            "with the four Last.FM runs "
             f"({args.epochs} training epoch(s) each; latency does not depend on quality), pinned to "
             "one core, one torch thread; the client (asyncio streams, HTTP/1.1) on the other core. "
             "Latencies in ms, "

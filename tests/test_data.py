@@ -78,7 +78,7 @@ def test_bookcrossing_csv_reader(tmp_path):
         ("ratings_final.txt", "", None, "file is empty"),
         ("ratings_final.txt", "\n\n", None, "no data lines"),
         ("kg_final.txt", "0\t0\t1\n1\t0\n", 2, "expected 3 fields"),
-        ("kg_final.txt", "0\t0\t-1\n", 1, "negative id"),
+        ("kg_final.txt", "0\t0\t-1\n", 1, "negative tail id"),
     ],
 )
 def test_processed_bad_input_names_file_and_line(tmp_path, name, content, line, reason):

@@ -53,7 +53,7 @@ def test_reads_layout_with_lists(tmp_path):
     assert pairs(sp.valid) and {u for u, _ in pairs(sp.valid)} == {0}
     assert (sp.train[:, 2] == 1).all() and (sp.test[:, 2] == 1).all()
     assert len(ds.interactions) == len(sp.train) + len(sp.valid) + len(sp.test)
-    assert ds.meta["duplicates_removed"] == {"train": 1, "test": 0}
+    assert ds.meta["duplicates_removed"] == {"train": 1, "test": 0, "test_in_train": 0}
 
 
 def test_counts_without_lists_and_the_split_is_seeded(tmp_path):

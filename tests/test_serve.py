@@ -20,6 +20,7 @@ import torch
 from kgrec.cli import main
 from kgrec.config import load_config
 from kgrec.errors import KGRecError
+from kgrec.models import MODELS
 from kgrec.recommend import Recommender
 from kgrec.training.experiment import build_model, prepare_data, run
 
@@ -183,7 +184,11 @@ def test_health_and_models(client):
     assert "auc" in mkr["metrics"]["test"] and not mkr["completes"]
     assert ktup["completes"] and ktup["explains"] and ktup["score"] == "score"
     assert not transe["recommends"] and transe["completes"]
+    assert transe["relation_ids"] == ["0", "1", "2"]
     assert client.get("/users", params={"limit": 3}).json()["users"] == ["0", "1", "2"]
+    items = client.get("/items", params={"offset": 38, "limit": 5}).json()
+    assert items["total"] == 40 and [x["item"] for x in items["items"]] == ["38", "39"]
+    assert items["items"][0] == {"item": "38", "name": "38", "entity": "38"}
 
 
 def test_recommend_get_and_batch(client, runs):
@@ -295,6 +300,8 @@ ERRORS = [
     ("get", "/complete", {"params": {"head": "1", "relation": "9", "run": "ktup"}}, 404,
      "unknown relation"),
     ("get", "/complete", {"params": {"head": "1", "relation": "0", "k": 0, "run": "ktup"}}, 422, "k"),
+    ("get", "/items", {"params": {"limit": 0}}, 422, "limit"),
+    ("get", "/users", {"params": {"offset": -1}}, 422, "offset"),
     ("get", "/no-such-page", {}, 404, "Not Found"),
     ("delete", "/recommend", {}, 405, "Method Not Allowed"),
 ]
@@ -410,7 +417,7 @@ def test_kgrec_serve_process(runs):
             for method, path, kw in [
                 ("GET", "/", {}), ("GET", "/docs", {}), ("GET", "/openapi.json", {}),
                 ("GET", "/static/app.js", {}), ("GET", "/health", {}), ("GET", "/models", {}),
-                ("GET", "/users", {"params": {"run": "ktup"}}),
+                ("GET", "/users", {"params": {"run": "ktup"}}), ("GET", "/items", {}),
                 ("GET", "/recommend", {"params": {"user": "3", "k": 3, "explain": "true"}}),
                 ("POST", "/recommend", {"json": {"users": ["3", "4"]}, "params": {"run": "ktup"}}),
                 ("POST", "/score", {"json": {"pairs": [{"user": "3", "item": "5"}]}}),
@@ -518,3 +525,25 @@ def test_page_in_browser(runs, tmp_path):
             shutil.copy(shot, dest / shot.name)
     finally:
         stop_server(proc)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registered_model_serves(tmp_path, name):
+    """Any model (new ones too, without a cache of their own: ``model.score_all``) answers
+    recommend, score and similar; KG models completion; top-K equals the model's ranking."""
+    folder = write_processed(tmp_path / "d", n_users=12, n_items=16)
+    cfg = load_config(raw={"model": name, "data": {"dataset": str(folder), "layout": "processed"}})
+    dataset, split = prepare_data(cfg)
+    m = build_model(cfg, dataset, split).eval()
+    e = Engine(Recommender(m, dataset, split, cfg), name)
+    if e.recommends:
+        recs = e.recommend_many(["3"], 3, explain=True)[0]
+        with torch.no_grad():
+            s = m.score_all(torch.tensor([3]))[0].clone()
+        s[torch.as_tensor(e.rec.seen(3))] = -torch.inf
+        assert [r["item_index"] for r in recs] == torch.topk(s, 3).indices.tolist()
+        assert all("lines" in r["explanation"] for r in recs)
+        assert len(e.score_pairs(["3"], ["4"])) == 1
+    assert len(e.similar("2", 3)) == 3
+    if e.completes:
+        assert len(e.complete("0", head="1", k=3)) == 3

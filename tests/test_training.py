@@ -48,7 +48,7 @@ def test_run_writes_metrics_and_learns(tiny_processed, tmp_path):
     best = max(h["valid_auc"] for h in m["history"])
     assert m["valid"]["auc"] == pytest.approx(best)  # the validation-best state is kept
     ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
-    assert set(ckpt) == {"model", "config"}
+    assert set(ckpt) == {"model", "config", "data_fingerprint"}
 
 
 def test_resume_after_kill_gives_identical_metrics(tiny_processed, tmp_path):

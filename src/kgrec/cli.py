@@ -66,12 +66,27 @@ def datasets_info(
     """Print a dataset's statistics (users, items, interactions, entities, relations, triples)."""
     from kgrec.data import load_dataset
 
-    stats = load_dataset(name, layout, data_dir).stats()
+    ds = load_dataset(name, layout, data_dir)
+    stats = ds.stats()
     if as_json:
         typer.echo(json.dumps(stats))
         return
     for k, v in stats.items():
         typer.echo(f"{k:14s} {v:,}")
+    for note in ("skipped", "duplicates_removed"):  # counted reading policies
+        counts = _flat_counts(ds.meta.get(note))
+        if any(counts.values()):
+            typer.echo(f"{note:14s} " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+def _flat_counts(value, prefix: str = "") -> dict[str, int]:
+    """``{"ratings": {"train": 1}}`` as ``{"ratings.train": 1}`` (integer leaves only)."""
+    if isinstance(value, dict):
+        out: dict[str, int] = {}
+        for k, v in value.items():
+            out.update(_flat_counts(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): value} if isinstance(value, int) and prefix else {}
 
 
 @datasets_app.command("download")
@@ -218,6 +233,10 @@ def explain(
     """Explain one user-item score (HKRM: preference vs attribute-importance distributions)."""
     from kgrec.recommend import explain_pair, short_name
 
+    if plot is not None:
+        from kgrec.plots import check_plot_path
+
+        check_plot_path(plot)
     exp, dataset = explain_pair(run_dir, user, item, data_dir)
     if plot is not None:
         from kgrec.plots import plot_preference_heatmap
@@ -229,7 +248,7 @@ def explain(
         plot_preference_heatmap(exp["user_distribution"], exp["item_distribution"], names, plot)
         typer.echo(f"heatmap -> {plot}")
     typer.echo(json.dumps({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in exp.items()},
-                          indent=2))
+                          indent=2, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 @app.command()

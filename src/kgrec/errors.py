@@ -29,3 +29,13 @@ class DataError(KGRecError):
 
 class ConfigError(KGRecError):
     """A configuration value or command-line option is invalid."""
+
+
+class OutputError(KGRecError):
+    """A file or folder cannot be written: read-only, full disk, a file where a folder is
+    expected, or a run folder in use by another run."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

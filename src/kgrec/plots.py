@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +10,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+
+from kgrec.data.registry import atomic_file  # noqa: E402
+from kgrec.errors import ConfigError  # noqa: E402
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """``path`` as a figure file: not a folder, and a suffix matplotlib can write (none:
+    PNG); else :class:`ConfigError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--plot {path}: is a folder; give a file name such as heatmap.png")
+    fmt = path.suffix.lstrip(".").lower()
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if fmt and fmt not in formats:
+        raise ConfigError(f"--plot {path}: unknown image format {path.suffix!r}; use one of "
+                          f"{', '.join('.' + f for f in sorted(formats))}")
+    return path
 
 
 def plot_preference_heatmap(user_dist: Sequence[float], item_dist: Sequence[float],
@@ -28,7 +44,7 @@ def plot_preference_heatmap(user_dist: Sequence[float], item_dist: Sequence[floa
     names = [str(n) for n in field_names]
     if not (len(u) == len(v) == len(names)) or len(names) == 0:
         raise ValueError("user_dist, item_dist and field_names need the same non-zero length")
-    path = Path(path)
+    path = check_plot_path(path)
     joint = np.outer(u, v)
     n = len(names)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * n, 1.0 + 0.8 * n))
@@ -45,15 +61,8 @@ def plot_preference_heatmap(user_dist: Sequence[float], item_dist: Sequence[floa
                         color="white" if joint[j, k] < 0.5 * joint.max() else "black")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fig.savefig(fh, format=(path.suffix.lstrip(".") or "png"), dpi=150)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as fh:
+            fig.savefig(fh, format=(path.suffix.lstrip(".").lower() or "png"), dpi=150)
     finally:
         plt.close(fig)
     return path

@@ -39,7 +39,7 @@ class IdIndex:
                 raise KGRecError(f"unknown {self.what} {text!r} (this dataset's {self.what}s have "
                                  f"their own ids, e.g. {some})")
             return k
-        if text.isdigit() and int(text) < self.n:
+        if text.isascii() and text.isdigit() and int(text) < self.n:  # not "²" or "٣"
             return int(text)
         raise KGRecError(f"unknown {self.what} {text!r} (this dataset has integer ids "
                          f"0..{self.n - 1})")

@@ -62,6 +62,10 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
     test AUC / ACC (mean ± std); with ``results`` (a path), also write it into that file
     (block ``key``, default ``reproduce:MODEL``).
     ``overrides`` are ``--set`` strings."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if not datasets:
+        raise ConfigError("--datasets names no dataset")
     overrides = list(overrides or [])
     rows, devices = [], []
     for ds in datasets:

@@ -3,34 +3,49 @@
 A data folder is resolved as: the explicit ``data_dir`` option, then ``$KGREC_DATA``, then
 the user cache (``$KGREC_CACHE`` or ``$XDG_CACHE_HOME/kgrec`` or ``~/.cache/kgrec``), into
 which :func:`download` fetches a named dataset from its public source. Preprocessed raw
-data is cached there as ``.npz``, written atomically. A dataset shipped with the package
+data is cached there as ``.npz``, written atomically and keyed by the sha256 of the input
+files' contents (a file changed in place, even with the same size and mtime, is
+preprocessed again); an unreadable or truncated cache file is rebuilt.
+
+Every downloaded file is pinned by sha256 (for a zip archive: the archive and the member
+taken from it), streamed to disk under a size limit and written atomically. A file with
+no trustworthy published sha256 (MovieLens-1M's ``ml-1m.zip``: GroupLens publishes only
+an MD5) is not downloaded: the user is told where to fetch it and where to put it, and
+a copy already in place is used as it is. A dataset shipped with the package
 (:mod:`kgrec.data.embedded`: ``lastfm``) is used when the data folder does not have it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import http.client
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from kgrec.data import embedded
 from kgrec.data.dataset import KGDataset
 from kgrec.data.readers import mkr
-from kgrec.errors import ConfigError, DataError
+from kgrec.errors import ConfigError, DataError, OutputError
 from kgrec.logs import logger
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+#: largest file (archive or member) :func:`download` accepts, in bytes
+MAX_DOWNLOAD_BYTES = 256 * 2**20
 MKR_COMMIT = "d6bb77c426960bc04f5d88c39f09d87a844776b4"
 SARC_COMMIT = "5dddf8003c066ab73084b859011c559b0e4f111d"
 MTL_COMMIT = "a9ed2d1844c19447fe544a95dda9686db1022479"
@@ -42,16 +57,23 @@ KGAT_COMMIT = "c03737be46ac26a0b5431efe149828e982ffbbfb"
 @dataclass(frozen=True)
 class RemoteFile:
     """One file of a dataset: local path (relative to the dataset folder), source URL
-    path (relative to ``base``), expected sha256 (``None``: not pinned) and, for zip
-    archives, the member to extract. ``git_blob`` pins the downloaded file (the archive,
-    for a zip) by its git blob id, for files known only from their repository's tree."""
+    path (relative to ``base``), its pin (``sha256``, or ``git_blob`` for files known only
+    from their repository's tree; neither: no trustworthy hash is known, and the file is not
+    downloaded) and, for zip archives, the member to extract (a pinned archive pins its
+    members; ``member_sha256`` checks the member too when known)."""
 
     local: str
     remote: str
     base: str = GITHUB_RAW
     sha256: str | None = None
     member: str | None = None
+    member_sha256: str | None = None
     git_blob: str | None = None
+    max_bytes: int | None = None  # default MAX_DOWNLOAD_BYTES
+
+    @property
+    def pinned(self) -> bool:
+        return self.sha256 is not None or self.git_blob is not None
 
 
 @dataclass(frozen=True)
@@ -216,24 +238,97 @@ def dataset_status(name: str, data_dir: str | Path | None = None) -> tuple[str, 
     return state, folder, missing
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _umask() -> int:
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it (and put it back)
+    os.umask(mask)
+    return mask
+
+
+def _why(e: OSError) -> str:
+    if e.errno == errno.ENOSPC:
+        return "no space left on the device; nothing was written"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write here ({e.strerror}): the folder is read-only or not yours"
+    if e.errno == errno.ENOTDIR:
+        return "cannot write here: a file stands where a folder is needed"
+    if e.errno == errno.EISDIR:
+        return "is a folder, not a file"
+    return f"cannot write: {e.strerror or e}"
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """Create folder ``path`` (and parents); an unusable path raises :class:`OutputError`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(path, "exists and is not a folder") from None
+    except OSError as e:
+        raise OutputError(path, _why(e)) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file object whose contents replace ``path`` only when the block ends
+    without error; else nothing is left behind. The file gets the mode a plain ``open``
+    would (``0o666`` less the umask: group-readable under the usual umask), not the
+    ``0o600`` of a temporary file. Failures to write raise :class:`OutputError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(path, "is a folder, not a file")
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(path, _why(e)) from None
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as f:
+                yield f
+            os.replace(tmp, path)
+        except OSError as e:
+            raise OutputError(path, _why(e)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _fingerprint(paths: list[Path], extra: dict) -> str:
+    """Cache key: sha256 of the options and of every input file's contents."""
     h = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **extra}, sort_keys=True).encode())
     for p in paths:
-        st = p.stat()
-        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
+        try:
+            h.update(file_sha256(p).encode())
+        except OSError as e:
+            raise DataError(p, None, f"cannot read: {e.strerror or e}") from None
+    return h.hexdigest()[:32]
 
 
 _LIST_FIELDS = ("user_ids", "item_ids", "entity_ids", "relation_names")
@@ -248,6 +343,7 @@ def save_npz(dataset: KGDataset, path: Path) -> None:
         if values is not None:
             arrays[name] = np.asarray(values, dtype=str)
     meta = {k: getattr(dataset, k) for k in ("name", "n_users", "n_items", "n_entities", "n_relations")}
+    meta["meta"] = dataset.meta
     arrays["meta"] = np.asarray(json.dumps(meta))
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -369,22 +465,36 @@ def _load_raw_cached(folder: Path, name: str, spec: DatasetSpec, use_cache: bool
     if use_cache and cached.is_file():
         try:
             return load_npz(cached)
-        except (OSError, ValueError, KeyError):
-            cached.unlink(missing_ok=True)  # unreadable cache: rebuild it
+        except Exception:  # truncated, foreign or inconsistent (BadZipFile, EOFError, ...)
+            with contextlib.suppress(OSError):
+                cached.unlink()  # rebuilt below
     logger.info(f"{name}: preprocessing the raw files of {folder} (MKR's script)")
     t0 = time.perf_counter()
     ds = mkr.load_raw(folder, name, spec.raw_ratings, spec.raw_format, spec.threshold)
     logger.info(f"{name}: preprocessed in {time.perf_counter() - t0:.1f}s: {ds.n_users:,} users, "
                 f"{len(ds.interactions):,} interactions, {len(ds.triples):,} triples")
     if use_cache:
-        with contextlib.suppress(OSError):  # a read-only cache only costs speed
+        with contextlib.suppress(OSError, OutputError):  # a read-only cache only costs speed
             save_npz(ds, cached)
             logger.info(f"{name}: cached as {cached}")
     return ds
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _copy_limited(src: BinaryIO, dst: BinaryIO, limit: int, what: str) -> str:
+    """Copy ``src`` to ``dst`` in chunks, at most ``limit`` bytes; return the sha256."""
+    h, total = hashlib.sha256(), 0
+    while block := src.read(1 << 20):
+        total += len(block)
+        if total > limit:
+            raise DataError(what, None, f"larger than the {limit:,}-byte limit; refused")
+        h.update(block)
+        dst.write(block)
+    return h.hexdigest()
+
+
+def _check_sha(what: str, expected: str | None, got: str) -> None:
+    if got != expected:
+        raise DataError(what, None, f"checksum mismatch: expected sha256 {expected}, got {got}")
 
 
 def git_blob_id(data: bytes) -> str:
@@ -392,40 +502,89 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def _git_blob_of(f: BinaryIO) -> str:
+    """:func:`git_blob_id` of an open file's whole contents, read in chunks."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    h = hashlib.sha1(b"blob %d\0" % size)
+    while block := f.read(1 << 20):
+        h.update(block)
+    return h.hexdigest()
+
+
 def download(name: str, data_dir: str | Path | None = None, base_url: str | None = None,
              force: bool = False, timeout: float = 60.0) -> Path:
     """Fetch a named dataset's files from their public sources into the data folder.
 
-    ``base_url`` replaces every source host (mirrors and tests). Each file is checked
-    against its pinned sha256 and written atomically; files already present with the
-    right checksum are kept.
+    ``base_url`` replaces every source host (mirrors and tests). Each file is streamed to
+    disk under a size limit, checked against its pinned sha256 (a zip archive and the
+    member extracted from it each have one) and written atomically; files already
+    present with the right checksum are kept. A file without a pinned sha256 is never
+    downloaded: a copy already in place is kept, else :class:`DataError` says where to
+    get it once the pinned files are in place.
     """
     spec = get_spec(name)
     folder = resolve_data_dir(data_dir) / spec.folder
+    refused: list[str] = []
     for rf in spec.files:
         dest = folder / rf.local
-        if dest.is_file() and not force and (rf.sha256 is None or _sha256(dest.read_bytes()) == rf.sha256):
-            continue
         url = f"{(base_url or rf.base).rstrip('/')}/{rf.remote}"
+        if not rf.pinned:
+            if not dest.is_file():
+                refused.append(f"{dest} (from {url}" + (f", member {rf.member}" if rf.member else "")
+                               + ")")
+            continue
+        final_sha = rf.member_sha256 if rf.member else rf.sha256
+        if dest.is_file() and not force and (final_sha is None or file_sha256(dest) == final_sha):
+            continue  # verified, or placed there and not checkable
+        limit = rf.max_bytes or MAX_DOWNLOAD_BYTES
+        ensure_dir(dest.parent)
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                data = resp.read()
-        except (urllib.error.URLError, OSError) as e:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, \
+                    tempfile.TemporaryFile(dir=dest.parent) as raw:
+                size = resp.headers.get("Content-Length")
+                if size is not None and size.isdigit() and int(size) > limit:
+                    raise DataError(url, None, f"{int(size):,} bytes, over the {limit:,}-byte "
+                                               "limit; refused")
+                got = _copy_limited(resp, raw, limit, url)
+                if rf.sha256 is not None:
+                    _check_sha(url, rf.sha256, got)
+                if rf.git_blob is not None:
+                    blob = _git_blob_of(raw)
+                    if blob != rf.git_blob:
+                        raise DataError(url, None, f"checksum mismatch: expected git blob "
+                                                   f"{rf.git_blob}, got {blob}")
+                raw.seek(0)
+                if rf.member is None:
+                    with atomic_file(dest) as out:
+                        shutil.copyfileobj(raw, out, 1 << 20)
+                else:
+                    _extract_member(raw, rf, url, dest, limit)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             raise DataError(url, None, f"download failed: {e}") from None
-        if rf.git_blob is not None and git_blob_id(data) != rf.git_blob:
-            raise DataError(url, None, f"checksum mismatch: expected git blob {rf.git_blob}, "
-                            f"got {git_blob_id(data)}")
-        if rf.member is not None:
-            try:
-                with zipfile.ZipFile(io.BytesIO(data)) as z:
-                    names = [n for n in z.namelist() if n.rsplit("/", 1)[-1] == rf.member
-                             and not n.startswith("__MACOSX")]
-                    data = z.read(rf.member if rf.member in z.namelist() or len(names) != 1
-                                  else names[0])
-            except (zipfile.BadZipFile, KeyError) as e:
-                raise DataError(url, None, f"cannot extract {rf.member}: {e}") from None
-        elif rf.sha256 is not None and _sha256(data) != rf.sha256:
-            raise DataError(url, None, f"checksum mismatch: expected sha256 {rf.sha256}, "
-                            f"got {_sha256(data)}")
-        atomic_write_bytes(dest, data)
+    if refused:
+        raise DataError(name, None, "no trustworthy sha256 is published for "
+                        + "; ".join(refused) + ", so kgrec does not download it: fetch it "
+                        "yourself, check it, and put the file at that path")
     return folder
+
+
+def _extract_member(archive: BinaryIO, rf: RemoteFile, url: str, dest: Path, limit: int) -> None:
+    """Stream member ``rf.member`` of zip ``archive`` into ``dest``, checking its size and
+    sha256."""
+    what = f"{url}!{rf.member}"
+    try:
+        with zipfile.ZipFile(archive) as z:
+            names = z.namelist()
+            same = [n for n in names if n.rsplit("/", 1)[-1] == rf.member
+                    and not n.startswith("__MACOSX")]  # a member given by its base name
+            info = z.getinfo(rf.member if rf.member in names or len(same) != 1 else same[0])
+            if info.file_size > limit:
+                raise DataError(what, None, f"{info.file_size:,} bytes, over the {limit:,}-byte "
+                                            "limit; refused")
+            with z.open(info) as src, atomic_file(dest) as out:
+                got = _copy_limited(src, out, limit, what)
+                if rf.member_sha256 is not None:
+                    _check_sha(what, rf.member_sha256, got)
+    except (zipfile.BadZipFile, KeyError, EOFError, zipfile.LargeZipFile) as e:
+        raise DataError(url, None, f"cannot extract {rf.member}: {e}") from None

@@ -8,6 +8,7 @@ the batches an uninterrupted one would have seen.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,12 +30,30 @@ def register_sampler(name: str):
     return deco
 
 
+def sampler_options(kind: str) -> list[str]:
+    """The options sampler ``kind`` takes (``train.sampler_options.TASK``): the keyword
+    parameters of its ``from_data`` after ``dataset, split, batch_size``."""
+    cls = SAMPLERS[kind]
+    params = list(inspect.signature(cls.from_data).parameters.values())[3:]
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def make_sampler(kind: str, dataset: KGDataset, split: Split, batch_size: int, **opts: Any):
+    """Sampler ``kind`` on the training data; an option it does not take is a
+    :class:`ConfigError` (never silently ignored)."""
     try:
         cls = SAMPLERS[kind]
     except KeyError:
         raise ConfigError(f"unknown sampler {kind!r}; known: {', '.join(sorted(SAMPLERS))}") from None
-    return cls.from_data(dataset, split, batch_size, **opts)
+    known = sampler_options(kind)
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise ConfigError(f"train.sampler_options: the {kind!r} sampler has no option "
+                          f"{', '.join(map(repr, unknown))} (its options: {', '.join(known) or 'none'})")
+    try:
+        return cls.from_data(dataset, split, batch_size, **opts)
+    except TypeError as e:
+        raise ConfigError(f"train.sampler_options for the {kind!r} sampler: {e}") from None
 
 
 class PairSet:

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from scipy.special import expit
 from torch import nn
 
 
@@ -64,5 +63,7 @@ def evaluate_ctr(model: nn.Module, rows: np.ndarray, batch_size: int = 65536) ->
             part = torch.as_tensor(rows[start : start + batch_size], device=device)
             chunks.append(model.score(part[:, 0], part[:, 1]).double().cpu().numpy())
     scores = np.concatenate(chunks) if chunks else np.zeros(0)
+    from scipy.special import expit  # here, as sklearn above: faster `kgrec serve` start
+
     probs = expit(scores)
     return {"auc": auc(rows[:, 2], scores), "acc": accuracy(rows[:, 2], probs)}

@@ -105,7 +105,11 @@ class KTUP(PreferenceTranslation, TransH):
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: pretrained checkpoint not found")
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - truncated, foreign or not a torch file
+            raise ConfigError(f"{p}: pretrained file is not a readable kgrec checkpoint: "
+                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else e!r}") from None
         state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
         if not isinstance(state, dict):
             raise ConfigError(f"{p}: not a kgrec checkpoint (expected {{'model': state_dict}})")

@@ -223,6 +223,11 @@ def create_app(runs: list[Engine | str | Path], token: str | None = None,
                     limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSONResponse:
         return ok({"run": e.name, "users": e.users(offset, limit, q), "total": e.n_users})
 
+    @app.get("/items", dependencies=[Auth], summary="items of a run: id, name, KG entity")
+    async def items(e: Run, offset: Annotated[int, Query(ge=0)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=100_000)] = 100) -> JSONResponse:
+        return ok({"run": e.name, "items": e.items(offset, limit), "total": e.n_items})
+
     @app.get("/recommend", dependencies=[Auth], summary="top-K items for a user")
     async def recommend(e: Run, user: str, k: K = 10, exclude_seen: bool = True,
                         explain: bool = False) -> JSONResponse:

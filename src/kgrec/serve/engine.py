@@ -244,6 +244,7 @@ class Engine:
             "seed": cfg.seed if cfg else None,
             "users": self.n_users, "items": self.n_items,
             "entities": self.dataset.n_entities, "relations": self.dataset.n_relations,
+            "relation_ids": [self.relation_label(r) for r in range(self.dataset.n_relations)],
             "score": self.score_kind,
             "recommends": self.recommends, "explains": self.rec.explains,
             "completes": self.completes,
@@ -294,6 +295,15 @@ class Engine:
         if query:
             labels = [x for x in labels if query.lower() in x.lower()]
         return labels[offset:offset + limit]
+
+    def items(self, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Items in index order: the data's id, display name and KG entity (or ``None``)."""
+        out = []
+        for i in range(offset, min(offset + limit, self.n_items)):
+            ent = self.item_entity(i)
+            out.append({"item": self.item_label(i), "name": self.rec.item_name(i),
+                        "entity": self.entity_label(ent) if ent >= 0 else None})
+        return out
 
     # ---- scoring --------------------------------------------------------------------
     def _need_recommend(self) -> None:

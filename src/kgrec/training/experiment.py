@@ -4,12 +4,23 @@ validation-selected model, a single final test evaluation, and the run folder.
 Run folder contents: ``config.yaml`` (resolved config), ``checkpoint.pt`` (last epoch,
 for resuming), ``model.pt`` (validation-best state dict + config), ``metrics.json``,
 ``train.log`` (the run's log lines, appended) and ``history.csv`` (one row per epoch).
+
+Before any training the run checks what the config alone cannot: the schedule gives the
+main task a step, sampler options name the model's tasks and their samplers' parameters,
+dimension-like model arguments are positive, the model's parameters (with gradients and
+optimiser state) fit in the memory of the device, and the split leaves non-empty
+validation and test parts. The folder is locked for the run
+(:class:`~kgrec.training.runfolder.RunLock`); checkpoints and ``model.pt`` record the
+data fingerprint (:func:`~kgrec.training.runfolder.data_fingerprint`), and resuming or
+loading them against other data is an error. Every file is written atomically.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -21,20 +32,22 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from kgrec.config import RunConfig
+from kgrec.config import RunConfig, validation_message
 from kgrec.data import load_dataset, make_split
 from kgrec.data.dataset import KGDataset, Split
 from kgrec.data.readers.kgat import reseed_validation
-from kgrec.data.registry import atomic_write_bytes
+from kgrec.data.registry import atomic_write_bytes, ensure_dir
 from kgrec.data.samplers import make_sampler
 from kgrec.data.splits import split_triples
-from kgrec.errors import ConfigError
+from kgrec.errors import ConfigError, KGRecError
 from kgrec.evaluation import evaluate_ctr, evaluate_kg, evaluate_topk
 from kgrec.logs import EpochWriter, logger, run_log, summary_line, tensorboard_writer
 from kgrec.models import get_model_class
 from kgrec.models.base import Model
 from kgrec.training import distributed as distr
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
+from kgrec.training.runfolder import RunLock, data_fingerprint
+from kgrec.training.schedule import check_schedule as check_task_schedule
 from kgrec.training.schedule import default_schedule
 from kgrec.training.trainer import Trainer
 
@@ -92,6 +105,8 @@ def check_schedule(cfg: RunConfig, model: Model) -> list[tuple[str, int]]:
         raise ConfigError(f"train.joint sums one batch of every task per step; train.schedule "
                           f"{tc.schedule} cannot apply (set train.schedule=null)")
     schedule = tc.schedule or default_schedule(model.tasks)
+    if tc.kge_interval is None:
+        check_task_schedule(schedule, tuple(model.tasks))
     shares = model.step_shares()
     if shares:
         total = sum(n for _, n in schedule)
@@ -134,12 +149,77 @@ def prepare_data(cfg: RunConfig, data_dir: str | Path | None = None) -> tuple[KG
     return dataset, split
 
 
-def build_model(cfg: RunConfig, dataset: KGDataset, split: Split) -> Model:
+#: model arguments that size a tensor and must be positive integers
+SIZE_ARGS = re.compile(r"dim|\w+_dim|n_preferences|chunk_elems|batch_size")
+#: bytes per parameter in training: float32 weights, gradients and two Adam moments
+BYTES_PER_PARAM = 16
+
+
+def available_memory(device: torch.device | str = "cpu") -> int:
+    """Bytes of memory a run may use on ``device`` (CPU: ``MemAvailable``)."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def estimate_parameters(cfg: RunConfig, dataset: KGDataset, split: Split) -> int:
+    """Number of model parameters (and buffers) ``cfg`` asks for, without allocating them:
+    the model is built on PyTorch's ``meta`` device; models whose constructor needs real
+    values get an upper estimate from the id counts and the largest size argument
+    (``ids x dim + relations x dim^2``)."""
     cls = get_model_class(cfg.model)
+    try:
+        with torch.device("meta"):
+            probe = cls.build(dataset, split, **cfg.model_args)
+        return (sum(p.numel() for p in probe.parameters())
+                + sum(b.numel() for b in probe.buffers()))
+    except KGRecError:
+        raise
+    except Exception:  # noqa: BLE001 - the constructor needs real tensors: estimate
+        dims = [int(v) for k, v in cfg.model_args.items()
+                if SIZE_ARGS.fullmatch(k) and isinstance(v, int) and k.endswith("dim")]
+        d = max(dims, default=100)
+        ids = dataset.n_users + dataset.n_items + dataset.n_entities + dataset.n_relations
+        return ids * d + (dataset.n_relations + 8) * d * d
+
+
+def check_model_args(cfg: RunConfig, dataset: KGDataset, split: Split,
+                     device: torch.device | str = "cpu") -> None:
+    """Size-like ``model_args`` must be positive integers, and the model must fit in the
+    device's memory (see :data:`BYTES_PER_PARAM`); else :class:`ConfigError`, before any
+    allocation."""
+    for k, v in cfg.model_args.items():
+        if SIZE_ARGS.fullmatch(k) and v is not None and (
+                isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"model_args.{k} must be a positive integer, got {v!r}")
+    n = estimate_parameters(cfg, dataset, split)
+    need, have = n * BYTES_PER_PARAM, available_memory(device)
+    if need > have:
+        raise ConfigError(f"model_args {cfg.model_args} ask for {n:,} parameters of "
+                          f"{cfg.model!r} on this data ({need / 2**30:,.1f} GiB with gradients "
+                          f"and optimiser state), more than the {have / 2**30:,.1f} GiB "
+                          f"available on {torch.device(device)}")
+
+
+def build_model(cfg: RunConfig, dataset: KGDataset, split: Split,
+                device: torch.device | str = "cpu") -> Model:
+    cls = get_model_class(cfg.model)
+    check_model_args(cfg, dataset, split, device)
     try:
         return cls.build(dataset, split, **cfg.model_args)
     except TypeError as e:
         raise ConfigError(f"model_args for {cfg.model!r}: {e}") from None
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(f"model_args for {cfg.model!r}: cannot build the model: "
+                          f"{str(e).strip().splitlines()[0] if str(e).strip() else e!r}") from None
 
 
 def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, stage: str,
@@ -190,6 +270,52 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
+def check_tasks(cfg: RunConfig) -> None:
+    """Schedule and sampler options against the model's tasks (before any data is read)."""
+    tasks = tuple(get_model_class(cfg.model).tasks)
+    if cfg.train.schedule is not None:
+        check_task_schedule(cfg.train.schedule, tasks)
+    for task in cfg.train.sampler_options:
+        if task not in tasks:
+            raise ConfigError(f"train.sampler_options.{task}: {cfg.model!r} has no task {task!r} "
+                              f"(its tasks: {', '.join(tasks)})")
+
+
+def check_parts(cfg: RunConfig, split: Split, evaluate_test: bool = True,
+                n_users: int | None = None) -> None:
+    """The split must leave rows to validate on (and to test on, when testing), and the
+    top-K rankings (``max(eval.ks)`` slots for each of ``n_users`` users, with their hit
+    arrays: 32 bytes a slot) must fit in memory."""
+    monitor = cfg.train.monitor
+    topk = "topk" in cfg.eval.protocols or ("@" in monitor and not monitor.startswith("valid.kg."))
+    if n_users is not None and topk:
+        need, have = 32 * n_users * max(cfg.eval.ks), available_memory()
+        if need > have:
+            raise ConfigError(f"eval.ks: k = {max(cfg.eval.ks):,} for {n_users:,} users needs "
+                              f"{need / 2**30:,.1f} GiB for the rankings, more than the "
+                              f"{have / 2**30:,.1f} GiB available")
+    if not {"ctr", "topk"} & set(cfg.eval.protocols) and cfg.train.monitor.startswith("valid.kg."):
+        return
+    parts = [("validation", split.valid)] + ([("test", split.test)] if evaluate_test else [])
+    ctr = "ctr" in cfg.eval.protocols or monitor in ("valid.auc", "valid.acc")
+    for name, rows in parts:
+        if not len(rows) or not (rows[:, 2] == 1).any():
+            raise ConfigError(f"data.ratios {list(cfg.data.ratios)} / data.split {cfg.data.split!r} "
+                              f"leave no positive {name} row on this data; metrics would be NaN")
+        if ctr and not (rows[:, 2] == 0).any():
+            raise ConfigError(f"eval.protocols: the ctr protocol (AUC) needs negative {name} rows "
+                              f"and this data has none (data.negatives is {cfg.data.negatives!r}); "
+                              "drop ctr or keep the negatives")
+
+
+def check_protocols(cfg: RunConfig, model: Model) -> None:
+    """The model must be able to score what the protocols evaluate."""
+    kg = "kg" in cfg.eval.protocols or cfg.train.monitor.startswith("valid.kg.")
+    if kg and not (hasattr(model, "score_tails") and hasattr(model, "score_heads")):
+        raise ConfigError(f"eval.protocols / train.monitor: {cfg.model!r} does not score KG "
+                          "triples, so the kg protocol cannot evaluate it")
+
+
 def _protocol_of(key: str) -> str:
     return "kg" if key.startswith("kg.") else "topk" if "@" in key else "ctr"
 
@@ -215,24 +341,39 @@ def _with_run_log(fn):
     return wrapper
 
 
-@_with_run_log
-def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
-        resume: bool = True, progress: bool | None = None,
-        stop_after: int | None = None, evaluate_test: bool = True,
-        on_validate: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+def run(cfg: RunConfig, out_dir: str | Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Train and evaluate as ``cfg`` says; write the run folder; return the metrics.
 
     ``evaluate_test=False`` (hyper-parameter search) never reads the test split.
     ``on_validate(epoch, metrics)`` is called after every validation (see ``Trainer``).
 
-    With ``resume`` and a ``checkpoint.pt`` from the same config in ``out_dir``, training
-    continues after its last completed epoch.
+    With ``resume`` and a ``checkpoint.pt`` from the same config and data in ``out_dir``,
+    training continues after its last completed epoch. The folder is locked for the run;
+    a second run into it fails at once (:class:`~kgrec.errors.OutputError`). Arguments as
+    :func:`run_unlocked`.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this; it joins the process
     group (and leaves it at the end if it created it), trains data-parallel and evaluates
-    sharded (see :mod:`kgrec.training.trainer`); only rank 0 writes the run folder.
+    sharded (see :mod:`kgrec.training.trainer`); rank 0 holds the lock, logs and writes the
+    run folder.
     """
     get_model_class(cfg.model)  # fail on an unknown model before any work
+    check_tasks(cfg)
+    if distr.env_rank() != 0:
+        return run_unlocked(cfg, out_dir, *args, **kwargs)
+    out = ensure_dir(out_dir)
+    with RunLock(out):
+        return run_unlocked(cfg, out, *args, **kwargs)
+
+
+@_with_run_log
+def run_unlocked(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
+                 resume: bool = True, progress: bool | None = None,
+                 stop_after: int | None = None, evaluate_test: bool = True,
+                 on_validate: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """:func:`run` without taking the folder's lock (the caller holds it)."""
+    get_model_class(cfg.model)  # fail on an unknown model before any work
+    check_tasks(cfg)
     device, created = distr.init_from_env(_device(cfg.train.device))
     try:
         return _run(cfg, out_dir, device, data_dir, resume, progress, stop_after, evaluate_test,
@@ -243,18 +384,19 @@ def run(cfg: RunConfig, out_dir: str | Path, data_dir: str | Path | None = None,
 
 
 def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: str | Path | None,
-         resume: bool, progress: bool | None, stop_after: int | None,
-         evaluate_test: bool, on_validate: Callable | None = None) -> dict[str, Any]:
+         resume: bool, progress: bool | None, stop_after: int | None, evaluate_test: bool,
+         on_validate: Callable | None) -> dict[str, Any]:
     main = distr.is_main()
-    out = Path(out_dir)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir) if main else Path(out_dir)
     set_threads(cfg.train.threads)
     cfg_dict = cfg.model_dump(mode="json")
     ckpt_path = out / "checkpoint.pt"
+    prev_fp = None
     has_ckpt = distr.broadcast_object(main and ckpt_path.exists())
     if has_ckpt and resume and main:
-        prev = load_checkpoint(ckpt_path).get("config")
+        prev_ckpt = load_checkpoint(ckpt_path)
+        prev, prev_fp = prev_ckpt.get("config"), prev_ckpt.get("data_fingerprint")
+        del prev_ckpt
         if prev != cfg_dict and _normalised(prev) != cfg_dict:
             raise ConfigError(f"{ckpt_path}: written by a different config; use another --out "
                               "or --no-resume")
@@ -267,12 +409,18 @@ def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: st
     board = tensorboard_writer(out / "tensorboard") if cfg.train.tensorboard and main else None
 
     dataset, split = prepare_data(cfg, data_dir)
+    check_parts(cfg, split, evaluate_test, dataset.n_users)
+    fingerprint = data_fingerprint(dataset, split)
+    if prev_fp is not None and prev_fp != fingerprint:
+        raise ConfigError(f"{ckpt_path}: the data changed since this checkpoint was written "
+                          "(its data fingerprint differs); use another --out or --no-resume")
     logger.info(f"data {dataset.name}: {dataset.n_users:,} users, {dataset.n_items:,} items, "
                 f"{len(dataset.triples):,} triples; split {len(split.train):,} / "
                 f"{len(split.valid):,} / {len(split.test):,} interactions")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    model = build_model(cfg, dataset, split).to(device)
+    model = build_model(cfg, dataset, split, device).to(device)
+    check_protocols(cfg, model)
     tasks = model.tasks
     samplers = {}
     for task in tasks:
@@ -294,7 +442,8 @@ def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: st
         monitor=key, epochs=cfg.train.epochs, patience=cfg.train.patience, seed=cfg.seed,
         eval_every=cfg.train.eval_every, joint=cfg.train.joint,
         kge_interval=cfg.train.kge_interval, max_examples=cfg.train.max_examples,
-        checkpoint=ckpt_path, progress=progress, extra_state={"config": cfg_dict},
+        checkpoint=ckpt_path, progress=progress,
+        extra_state={"config": cfg_dict, "data_fingerprint": fingerprint},
         on_epoch=epoch_writer,
     )
     if resume and has_ckpt:
@@ -343,7 +492,8 @@ def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: st
     if hasattr(model, "kge_rmse"):
         metrics["kge_rmse"] = distr.broadcast_object(metrics["kge_rmse"])
     if main:
-        save_checkpoint(out / "model.pt", {"model": model.state_dict(), "config": cfg_dict})
+        save_checkpoint(out / "model.pt", {"model": model.state_dict(), "config": cfg_dict,
+                                           "data_fingerprint": fingerprint})
         write_json(out / "metrics.json", metrics)
     distr.barrier()  # the run folder is complete when any rank returns
     logger.info(summary_line(metrics, out))
@@ -353,10 +503,23 @@ def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: st
 def load_run(run_dir: str | Path, data_dir: str | Path | None = None):
     """Rebuild ``(model, dataset, split, cfg)`` of a finished run folder."""
     run_dir = Path(run_dir)
-    saved = load_checkpoint(run_dir / "model.pt")
-    cfg = RunConfig.model_validate(saved["config"])
+    path = run_dir / "model.pt"
+    saved = load_checkpoint(path, required=("model", "config"))
+    try:
+        cfg = RunConfig.model_validate(saved["config"])
+    except ValidationError as e:
+        raise ConfigError(f"{path}: its config is not valid: {validation_message(e)}") from None
     dataset, split = prepare_data(cfg, data_dir)
+    fingerprint = saved.get("data_fingerprint")
+    if fingerprint is not None and fingerprint != data_fingerprint(dataset, split):
+        raise KGRecError(f"{path}: trained on other data than {cfg.data.dataset!r} gives now "
+                         "(its data fingerprint differs)")
     model = build_model(cfg, dataset, split)
-    model.load_state_dict(saved["model"])
+    try:
+        model.load_state_dict(saved["model"])
+    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as e:
+        text = str(e).strip().splitlines()
+        raise KGRecError(f"{path}: the saved model does not match its config and the data: "
+                         f"{text[0][:300] if text else type(e).__name__}") from None
     model.eval()
     return model, dataset, split, cfg

@@ -30,13 +30,18 @@ import torch
 from tqdm.auto import tqdm
 
 from kgrec.data.samplers import Sampler
-from kgrec.errors import ConfigError
+from kgrec.errors import ConfigError, KGRecError
 from kgrec.evaluation.ctr import model_device
 from kgrec.models.base import Model
 from kgrec.training import distributed as distr
 from kgrec.training.checkpoint import load_checkpoint, save_checkpoint
 from kgrec.training.schedule import task_cycle
 from kgrec.training.stopping import EarlyStopper
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
@@ -165,15 +170,25 @@ class Trainer:
         }
 
     def resume(self, path: str | Path) -> None:
+        """Continue from checkpoint ``path``; a checkpoint with missing keys or tensors that
+        do not fit this model raises :class:`KGRecError` naming the file."""
+        required = ("model", "optimizers", "stopper", "epoch", "history", "best_state",
+                    "train_seconds")
         # distributed: rank 0 reads the file, every rank gets its content
-        ckpt = distr.broadcast_object(load_checkpoint(path) if distr.is_main() else None)
-        self.model.load_state_dict(ckpt["model"])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(ckpt["optimizers"][k])
-        self.stopper.load_state_dict(ckpt["stopper"])
-        self.state = TrainState(epoch=ckpt["epoch"], history=list(ckpt["history"]),
-                                best_state=ckpt["best_state"], train_seconds=ckpt["train_seconds"],
-                                examples=dict(ckpt.get("examples", {})))
+        ckpt = distr.broadcast_object(load_checkpoint(path, required=required)
+                                      if distr.is_main() else None)
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            for k, o in self.optimizers.items():
+                o.load_state_dict(ckpt["optimizers"][k])
+            self.stopper.load_state_dict(ckpt["stopper"])
+            self.state = TrainState(epoch=int(ckpt["epoch"]), history=list(ckpt["history"]),
+                                    best_state=ckpt["best_state"],
+                                    train_seconds=float(ckpt["train_seconds"]),
+                                    examples=dict(ckpt.get("examples", {})))
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise KGRecError(f"{path}: checkpoint does not fit this run's model and "
+                             f"optimisers: {_first_line(e)}") from None
 
     # ---- loop -------------------------------------------------------------------------
     def _aux_batches(self, task: str, epoch: int, salt: int) -> Iterator[dict]:
@@ -309,6 +324,10 @@ class Trainer:
                 t0 = time.perf_counter()
                 losses = self.train_epoch(epoch)
                 self.state.train_seconds += time.perf_counter() - t0
+                diverged = [k for k, v in losses.items() if not math.isfinite(v)]
+                if diverged:  # the last checkpoint (previous epoch) stays as it was
+                    raise KGRecError(f"training diverged at epoch {epoch + 1}: "
+                                     f"{', '.join(diverged)} is not finite; lower train.lr")
                 due = ((epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs
                        or self.budget_spent())
                 metrics = self.validate() if due else {}

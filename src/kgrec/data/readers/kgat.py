@@ -22,10 +22,15 @@ item stays in training; users with a single training item give none). The result
 ``KGDataset.given_split``; ``interactions`` holds all three parts, every row a positive.
 
 Readings taken where the layout is loose: duplicate items on a user's line are dropped (the
-count is in ``meta["duplicates_removed"]``); a user on two lines of the same file is an
-error. Every malformed line (non-integer or negative id, wrong number of fields, an id
-beyond a list, a remap id listed twice) and every missing or empty file raises
-:class:`~kgrec.errors.DataError` naming the file and the line.
+count is in ``meta["duplicates_removed"]``); a pair of ``test.txt`` that is also in
+``train.txt`` is dropped from the test part (counted as ``meta["duplicates_removed"]
+["test_in_train"]``), so no pair is both trained on and tested; a user on two lines of the
+same file is an error. Ids are bounded by
+:func:`~kgrec.data.readers.common.id_limit` of the files' size (pairs + triples, or a list's
+lines), so a corrupt id cannot allocate huge tables. Every malformed line (non-integer or
+negative id, wrong number of fields, an id beyond a list, a remap id listed twice) and
+every missing or empty file raises :class:`~kgrec.errors.DataError` naming the file and
+the line.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from kgrec.data.dataset import KGDataset, Split
-from kgrec.data.readers.common import iter_fields, require_file, to_int
+from kgrec.data.readers.common import check_ids, id_limit, iter_fields, require_file, to_int
 from kgrec.errors import DataError
 
 
@@ -85,6 +90,7 @@ def read_id_list(path: str | Path, n_fields: tuple[int, ...] = (2,)) -> list[str
     path = Path(path)
     names: dict[int, str] = {}
     first = True
+    lines: dict[int, int] = {}
     for no, fields in iter_fields(path, sep=None):
         if first and fields[0] == "org_id":
             first = False
@@ -97,9 +103,14 @@ def read_id_list(path: str | Path, n_fields: tuple[int, ...] = (2,)) -> list[str
         if idx in names:
             raise DataError(path, no, f"remap id {idx} listed twice")
         names[idx] = fields[0]
+        lines[idx] = no
     if not names:
         raise DataError(path, None, "file has no data lines")
-    out = [""] * (max(names) + 1)
+    top, limit = max(names), id_limit(len(names))
+    if top >= limit:
+        raise DataError(path, lines[top], f"remap id {top} is too large for a list of "
+                                          f"{len(names)} lines (ids must be below {limit:,})")
+    out = [""] * (top + 1)
     for idx, org in names.items():
         out[idx] = org
     return out
@@ -171,6 +182,17 @@ def load_kgat(folder: str | Path, name: str, valid_ratio: float = 0.1,
     train, train_lines, d1 = read_user_items(paths["train"])
     test, test_lines, d2 = read_user_items(paths["test"])
     triples, kg_lines = read_kg(paths["kg_final"])
+    limit = id_limit(len(train) + len(test) + len(triples))
+    for ids, lines, path, what in ((train[:, 0], train_lines, paths["train"], "user id"),
+                                   (train[:, 1], train_lines, paths["train"], "item id"),
+                                   (test[:, 0], test_lines, paths["test"], "user id"),
+                                   (test[:, 1], test_lines, paths["test"], "item id"),
+                                   (triples[:, 0], kg_lines, paths["kg_final"], "head entity id"),
+                                   (triples[:, 1], kg_lines, paths["kg_final"], "relation id"),
+                                   (triples[:, 2], kg_lines, paths["kg_final"], "tail entity id")):
+        check_ids(path, ids, lines, limit, what)
+    in_train = np.isin(test[:, 0] * limit + test[:, 1], train[:, 0] * limit + train[:, 1])
+    test, test_lines = test[~in_train], test_lines[~in_train]
 
     lists: dict[str, list[str] | None] = {}
     for key, fname, n_fields in (("user", "user_list.txt", (2,)),
@@ -206,5 +228,6 @@ def load_kgat(folder: str | Path, name: str, valid_ratio: float = 0.1,
         user_ids=lists["user"], item_ids=lists["item"], entity_ids=lists["entity"],
         relation_names=lists["relation"], given_split=parts,
         meta={"layout": "kgat", "valid_ratio": valid_ratio, "valid_seed": seed,
-              "duplicates_removed": {"train": d1, "test": d2}},
+              "duplicates_removed": {"train": d1, "test": d2,
+                                     "test_in_train": int(in_train.sum())}},
     )

@@ -25,7 +25,10 @@ Readings taken where the layout is loose:
   (the authors' dictionary does the same); a title containing tabs is accepted (the
   first field is the item, the last the uri);
 - mapped ids need not be contiguous: the number of users (items, entities, relations)
-  is the largest mapped id + 1, and ids without a line get an empty original id.
+  is the largest mapped id + 1, and ids without a line get an empty original id; a
+  mapped id at or above :func:`~kgrec.data.readers.common.id_limit` of the map's line
+  count is an error (it would allocate a table for ids that cannot exist);
+- ratings are only checked to be finite numbers (they are not used).
 
 Every malformed line, unknown id, and missing or empty file raises
 :class:`~kgrec.errors.DataError` naming the file and the line.
@@ -38,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from kgrec.data.dataset import KGDataset, Split
-from kgrec.data.readers.common import iter_fields, require_file, to_float, to_int
+from kgrec.data.readers.common import id_limit, iter_fields, require_file, to_float, to_int
 from kgrec.errors import DataError
 
 PARTS = ("train", "valid", "test")
@@ -47,17 +50,23 @@ PARTS = ("train", "valid", "test")
 def _read_map(path: Path, what: str) -> list[str]:
     """Read ``mapped_id<TAB>original`` lines into a list indexed by mapped id."""
     names: dict[int, str] = {}
+    lines: dict[int, int] = {}
     for no, fields in iter_fields(path, sep="\t", n_fields=2):
         idx = to_int(path, no, fields[0].strip(), f"mapped {what} id")
         if idx < 0:
             raise DataError(path, no, f"negative mapped {what} id {idx}")
+        lines[idx] = no
         if idx in names:
             raise DataError(path, no, f"mapped {what} id {idx} listed twice")
         original = fields[1].strip()
         if not original:
             raise DataError(path, no, f"empty original {what} id")
         names[idx] = original
-    out = [""] * (max(names) + 1)
+    top, limit = max(names), id_limit(len(names))
+    if top >= limit:
+        raise DataError(path, lines[top], f"mapped {what} id {top} is too large for a map of "
+                                          f"{len(names)} lines (ids must be below {limit:,})")
+    out = [""] * (top + 1)
     for idx, original in names.items():
         out[idx] = original
     return out

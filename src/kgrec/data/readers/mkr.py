@@ -11,18 +11,42 @@ original script); a KG triple is kept when its head is a linked item; ids are re
 order of first appearance. The original script skipped the first line of every ratings
 file, including headerless ``ratings.dat``; here only files with a header skip it. With
 seed 555 the Last.FM output is identical to the published ``ratings_final.txt``.
+
+Checks and counted policies (nothing is dropped without a count):
+- ratings must be finite and non-negative (a NaN, infinite or negative listening count or
+  rating is an error with its file and line);
+- rating rows whose item is not in ``item_index2entity_id.txt`` (an unknown artist or
+  movie id, or any other string) are skipped, as MKR does, and counted in
+  ``meta["skipped"]`` (``unlinked_rating_rows`` and ``unlinked_items``; shown by
+  ``kgrec datasets info``);
+- in ``ratings_final.txt`` an exact duplicate row is dropped (first line kept; counted in
+  ``meta["duplicates_removed"]``), so a pair can never land in two parts of a split; the
+  same pair labelled both 1 and 0 is an error naming both lines; duplicate rows of
+  ``kg_final.txt`` are dropped and counted the same way;
+- remapped ids are bounded by :func:`~kgrec.data.readers.common.id_limit` of the files'
+  line count, so a corrupt id cannot allocate huge tables.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kgrec.data.dataset import KGDataset
-from kgrec.data.readers.common import iter_fields, read_int_table, require_file, to_float
+from kgrec.data.readers.common import (
+    check_ids,
+    id_limit,
+    iter_fields,
+    open_text,
+    read_int_rows,
+    require_file,
+    to_float,
+    to_int,
+)
 from kgrec.errors import DataError
 from kgrec.logs import progress
 
@@ -48,7 +72,7 @@ def read_ratings(path: str | Path, fmt: str) -> list[tuple[int, str, str, float]
     rows: list[tuple[int, str, str, float]] = []
     if spec.quoted:
         p = require_file(path)
-        with p.open(encoding=spec.encoding, newline="") as f:
+        with open_text(p, spec.encoding) as f:
             reader = csv.reader(f, delimiter=spec.sep, quotechar='"', strict=True)
             try:
                 for fields in reader:
@@ -57,15 +81,19 @@ def read_ratings(path: str | Path, fmt: str) -> list[tuple[int, str, str, float]
                         continue
                     if len(fields) < 3:
                         raise DataError(p, no, f"expected 3 fields, found {len(fields)}: {fields}")
-                    rows.append((no, fields[0], fields[1], to_float(p, no, fields[2], "rating")))
+                    rows.append((no, fields[0], fields[1],
+                                 to_float(p, no, fields[2], "rating", non_negative=True)))
             except csv.Error as e:
                 raise DataError(p, reader.line_num, f"malformed CSV: {e}") from None
+            except UnicodeDecodeError as e:
+                raise DataError(p, reader.line_num + 1, f"cannot decode as {spec.encoding}: {e}") from None
         if not rows:
             raise DataError(p, None, "file has no data lines")
         return rows
     for no, fields in iter_fields(path, sep=spec.sep, n_fields=(3, 4), skip_header=spec.header,
                                   encoding=spec.encoding):
-        rows.append((no, fields[0], fields[1], to_float(path, no, fields[2], "rating")))
+        rows.append((no, fields[0], fields[1],
+                     to_float(path, no, fields[2], "rating", non_negative=True)))
     return rows
 
 
@@ -98,14 +126,16 @@ def preprocess_mkr(
     item_set = set(item_old2new.values())
     user_pos: dict[str, set[int]] = {}
     user_neg: dict[str, set[int]] = {}
+    unlinked_rows, unlinked_items = 0, set()
     for no, user, item_old, rating in ratings:
         item = item_old2new.get(item_old)
-        if item is None:  # not a linked item
+        if item is None:  # not a linked item: skipped as MKR does, and counted
+            unlinked_rows += 1
+            unlinked_items.add(item_old)
             continue
-        try:
-            user_key = int(user)
-        except ValueError:
-            raise DataError(ratings_path, no, f"user id is not an integer: {user!r}") from None
+        if not math.isfinite(rating) or rating < 0:
+            raise DataError(ratings_path, no, f"rating must be a finite number >= 0, got {rating}")
+        user_key = to_int(ratings_path or "<ratings>", no, user, "user id")
         target = user_pos if rating >= threshold else user_neg
         target.setdefault(user_key, set()).add(item)
     if not user_pos:
@@ -160,6 +190,8 @@ def preprocess_mkr(
         item_ids=[item for item, _ in item_index],
         entity_ids=entity_ids,
         relation_names=list(relation_index),
+        meta={"skipped": {"unlinked_rating_rows": unlinked_rows,
+                          "unlinked_items": len(unlinked_items)}},
     )
 
 
@@ -174,14 +206,27 @@ def load_raw(folder: str | Path, name: str, ratings_file: str, fmt: str, thresho
 
 
 def load_processed(folder: str | Path, name: str) -> KGDataset:
-    """Read ``ratings_final.txt`` and ``kg_final.txt`` (items are entities ``0..n_items-1``)."""
+    """Read ``ratings_final.txt`` and ``kg_final.txt`` (items are entities ``0..n_items-1``).
+
+    Duplicate rows are dropped and counted, a pair labelled both 1 and 0 is an error, and
+    ids are bounded by the files' line count (see the module doc)."""
     folder = Path(folder)
     rpath, kpath = folder / "ratings_final.txt", folder / "kg_final.txt"
-    inter = read_int_table(rpath, 3, ("user id", "item id", "label"))
-    kg = read_int_table(kpath, 3, ("head id", "relation id", "tail id"))
+    rnames, knames = ("user id", "item id", "label"), ("head id", "relation id", "tail id")
+    inter, rlines = read_int_rows(rpath, 3, rnames)
+    kg, klines = read_int_rows(kpath, 3, knames)
+    limit = id_limit(len(inter) + len(kg))
+    for k in range(2):
+        check_ids(rpath, inter[:, k], rlines, limit, rnames[k])
+    for k in range(3):
+        check_ids(kpath, kg[:, k], klines, limit, knames[k])
     bad = np.flatnonzero(~np.isin(inter[:, 2], (0, 1)))
     if len(bad):
-        raise DataError(rpath, _line_of(rpath, int(bad[0])), f"label must be 0 or 1, got {inter[bad[0], 2]}")
+        raise DataError(rpath, int(rlines[bad[0]]), f"label must be 0 or 1, got {inter[bad[0], 2]}")
+    inter, n_dup = _drop_duplicate_pairs(rpath, inter, rlines, limit)
+    kg_keep = _first_rows(kg)
+    n_kg_dup = len(kg) - len(kg_keep)
+    kg = kg[kg_keep]
     n_items = int(inter[:, 1].max()) + 1
     n_entities = max(int(kg[:, [0, 2]].max()) + 1, n_items)
     return KGDataset(
@@ -193,12 +238,30 @@ def load_processed(folder: str | Path, name: str) -> KGDataset:
         n_items=n_items,
         n_entities=n_entities,
         n_relations=int(kg[:, 1].max()) + 1,
+        meta={"duplicates_removed": {"ratings": n_dup, "triples": n_kg_dup}},
     )
 
 
-def _line_of(path: Path, row: int) -> int:
-    """1-based line number of the ``row``-th non-blank line."""
-    for k, (no, _) in enumerate(iter_fields(path, sep=None)):
-        if k == row:
-            return no
-    return row + 1
+def _first_rows(rows: np.ndarray) -> np.ndarray:
+    """Indices (in file order) of the first occurrence of each distinct row."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, first = np.unique(rows, axis=0, return_index=True)
+    return np.sort(first)
+
+
+def _drop_duplicate_pairs(path: Path, inter: np.ndarray, lines: np.ndarray,
+                          base: int) -> tuple[np.ndarray, int]:
+    """Drop repeated ``(user, item, label)`` rows; a pair with both labels is an error."""
+    pair = inter[:, 0] * base + inter[:, 1]
+    order = np.argsort(pair, kind="stable")
+    ps, labels = pair[order], inter[order, 2]
+    same = ps[1:] == ps[:-1]
+    clash = np.flatnonzero(same & (labels[1:] != labels[:-1]))
+    if len(clash):
+        a, b = sorted((int(order[clash[0]]), int(order[clash[0] + 1])))
+        raise DataError(path, int(lines[b]),
+                        f"user {inter[b, 0]} item {inter[b, 1]} is labelled {inter[b, 2]} here "
+                        f"and {inter[a, 2]} on line {int(lines[a])}")
+    keep = _first_rows(inter)
+    return inter[keep], len(inter) - len(keep)

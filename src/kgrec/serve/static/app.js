@@ -59,8 +59,10 @@ async function runChanged() {
   if (!r) return;
   $("recs").innerHTML = "";
   $("item-pane").hidden = true;
-  const m = r.metrics && r.metrics.test ? Object.entries(r.metrics.test)
-    .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(3) : v}`).join(", ") : "";
+  const shown = Object.assign({}, (r.metrics || {}).test || {}, Object.fromEntries(
+    Object.entries((r.metrics || {}).topk || {}).filter(([k]) => k.endsWith("@10"))));
+  const m = Object.entries(shown)
+    .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(3) : v}`).join(", ");
   $("run-info").textContent = `${r.model} on ${r.dataset}: ${r.users} users, ${r.items} items` +
     (m ? ` | test ${m}` : "");
   $("go").disabled = !r.recommends;
