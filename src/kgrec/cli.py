@@ -17,6 +17,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 datasets_app = typer.Typer(no_args_is_help=True, help="List, inspect and download datasets.")
 app.add_typer(datasets_app, name="datasets")
 
+ConfigArg = Annotated[str, typer.Argument(metavar="CONFIG",
+                                          help="preset name (see `kgrec presets`) or YAML file")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder (default: "
                                               "$KGREC_DATA, then the user cache)")]
 
@@ -58,7 +60,7 @@ def datasets_list(data_dir: DataDir = None) -> None:
 
 @datasets_app.command("info")
 def datasets_info(
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="a named dataset or a folder")],
     layout: Annotated[str, typer.Option(help="auto, raw, processed, ktup, kgat, csv or atomic")] = "auto",
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -91,7 +93,7 @@ def _flat_counts(value, prefix: str = "") -> dict[str, int]:
 
 @datasets_app.command("download")
 def datasets_download(
-    name: str,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="a named dataset or a folder")],
     data_dir: DataDir = None,
     base_url: Annotated[str | None, typer.Option(help="mirror replacing every source host")] = None,
     force: bool = False,
@@ -105,7 +107,7 @@ def datasets_download(
 
 @datasets_app.command("check")
 def datasets_check(
-    path: str,
+    path: Annotated[str, typer.Argument(metavar="PATH", help="a dataset folder")],
     layout: Annotated[str, typer.Option(help="auto, csv, atomic, kgat, ktup, processed or raw")] = "auto",
     rating_threshold: Annotated[float | None, typer.Option(
         help="a rating at or above it is a positive (csv/atomic)")] = None,
@@ -125,7 +127,7 @@ def datasets_check(
 
 @datasets_app.command("export")
 def datasets_export(
-    name_or_path: str,
+    name_or_path: Annotated[str, typer.Argument(metavar="NAME_OR_PATH", help="a named dataset or a folder")],
     to: Annotated[str, typer.Option("--to", help="csv, atomic (RecBole) or kgat")],
     out: Annotated[Path, typer.Option("--out", help="folder to write into")],
     layout: Annotated[str, typer.Option(help="layout of the input (default: detected)")] = "auto",
@@ -158,13 +160,14 @@ def models() -> None:
     from kgrec.models import MODELS
 
     width = max((len(cls.paper) for cls in MODELS.values()), default=1)
+    name_width = max((len(name) for name in MODELS), default=1)
     for name, cls in sorted(MODELS.items()):
-        typer.echo(f"{name:8s} {cls.paper or '-':{width}s}  tasks: {', '.join(cls.tasks)}")
+        typer.echo(f"{name:{name_width}s}  {cls.paper or '-':{width}s}  tasks: {', '.join(cls.tasks)}")
 
 
 @app.command()
 def train(
-    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
+    config: ConfigArg,
     data_dir: DataDir = None,
     seed: Annotated[int | None, typer.Option(help="override the config's seed")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/MODEL-DATASET-sSEED)")] = None,
@@ -197,7 +200,7 @@ def train(
 
 @app.command()
 def recommend(
-    run_dir: Path,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a finished run folder")],
     user: Annotated[str, typer.Option(help="user id (original id if the dataset has them)")],
     k: Annotated[int, typer.Option("-k", help="number of items")] = 10,
     explain: Annotated[bool, typer.Option(help="explain each recommendation")] = False,
@@ -224,7 +227,7 @@ def recommend(
 
 @app.command()
 def explain(
-    run_dir: Path,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a finished run folder")],
     user: Annotated[str, typer.Option(help="user id")],
     item: Annotated[str, typer.Option(help="item id")],
     plot: Annotated[Path | None, typer.Option(help="write the preference heatmap (PNG)")] = None,
@@ -253,7 +256,7 @@ def explain(
 
 @app.command()
 def reproduce(
-    model: str,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="the model whose presets to run")],
     seeds: Annotated[int, typer.Option(help="seeds per dataset")] = 3,
     datasets: Annotated[str, typer.Option(help="comma-separated datasets")] = "lastfm,book",
     out: Annotated[Path, typer.Option(help="where runs go")] = Path("runs/reproduce"),
@@ -278,7 +281,8 @@ def reproduce(
 
 @app.command()
 def serve(
-    run_dirs: Annotated[list[Path], typer.Argument(help="run folders; the first is the default run")],
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR",
+                                                   help="run folders; the first is the default run")],
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     token: Annotated[str | None, typer.Option(envvar="KGREC_TOKEN", help="bearer token the API "
@@ -312,7 +316,7 @@ def serve(
 
 @app.command()
 def export(
-    run_dir: Path,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a finished run folder")],
     embeddings: Annotated[Path, typer.Option(help="NumPy .npz file to write")],
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
     data_dir: DataDir = None,
@@ -338,7 +342,7 @@ def export(
 
 @app.command()
 def tune(
-    config: Annotated[str, typer.Argument(help="preset name (see `kgrec presets`) or YAML file")],
+    config: ConfigArg,
     space: Annotated[Path | None, typer.Option(help="search space YAML (default: the shipped "
                                                "space named like CONFIG)")] = None,
     trials: Annotated[int, typer.Option(help="complete or pruned trials the study reaches")] = 20,
