@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,17 @@ def write_processed(folder: Path, n_users=30, n_items=40, n_extra_entities=20, n
 @pytest.fixture
 def tiny_processed(tmp_path) -> Path:
     return write_processed(tmp_path / "tiny")
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``kgrec ARGS`` through ``kgrec.cli.main()``: (exit code, stdout, stderr)."""
+    from kgrec.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["kgrec", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -15,24 +15,12 @@ import torch
 import yaml
 
 import kgrec
-from kgrec.cli import main
 from kgrec.data import embedded, load_dataset
 from kgrec.errors import ConfigError, DataError, KGRecError
 from kgrec.presets import PRESET_DIR, list_presets, resolve_config
 
 from .conftest import REPO
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``kgrec ARGS`` through ``kgrec.cli.main()``; exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["kgrec", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from .conftest import run_cli as cli
 
 
 def tiny_config(folder, **train) -> dict:

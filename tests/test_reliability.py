@@ -8,7 +8,6 @@ import errno
 import json
 import os
 import stat
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 import torch
 import yaml
 
-from kgrec.cli import main
 from kgrec.config import load_config
 from kgrec.data import download, load_dataset
 from kgrec.data import registry as reg
@@ -29,20 +27,9 @@ from kgrec.recommend import resolve_id
 from kgrec.training.checkpoint import load_checkpoint
 from kgrec.training.experiment import run
 from kgrec.training.runfolder import LOCK_NAME, RunLock
+from tests.conftest import run_cli as cli
 from tests.test_reader_kgat import write as write_kgat
 from tests.test_reader_ktup import write_ktup
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``kgrec ARGS`` through ``main()``: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["kgrec", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def tiny_cfg_file(tmp_path: Path, folder: Path, model: str = "mkr", **extra) -> Path:
