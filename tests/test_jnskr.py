@@ -9,6 +9,7 @@ import torch
 
 from kgrec.data.dataset import KGDataset, Split
 from kgrec.data.samplers import make_sampler
+from kgrec.errors import ConfigError
 from kgrec.models.jnskr import JNSKR, JNSKRSampler, negative_weights
 
 torch.set_num_threads(1)
@@ -25,15 +26,17 @@ TRIPLES = np.array([
 PAIRS = np.array([[0, 0], [0, 1], [1, 0], [1, 2], [2, 3], [3, 0], [3, 4], [4, 1], [4, 2]])
 
 
-def make_dataset(pairs: np.ndarray = PAIRS) -> tuple[KGDataset, Split]:
+def make_dataset(pairs: np.ndarray = PAIRS, triples: np.ndarray = TRIPLES
+                 ) -> tuple[KGDataset, Split]:
     rows = np.c_[pairs, np.ones(len(pairs), np.int64)]
-    ds = KGDataset("toy", rows, TRIPLES, ITEM_ENTITY, N_USERS, N_ITEMS, N_ENT, N_REL)
+    ds = KGDataset("toy", rows, triples, ITEM_ENTITY, N_USERS, N_ITEMS, N_ENT, N_REL)
     return ds, Split(train=rows, valid=rows[:0], test=rows[:0])
 
 
-def make_model(weighting="popularity", pairs=PAIRS, **kw) -> tuple[JNSKR, KGDataset, Split]:
+def make_model(weighting="popularity", pairs=PAIRS, triples=TRIPLES,
+               **kw) -> tuple[JNSKR, KGDataset, Split]:
     torch.manual_seed(0)
-    ds, split = make_dataset(pairs)
+    ds, split = make_dataset(pairs, triples)
     args = dict(dim=4, attention_dim=3, weighting=weighting, c0=2.0, c1=3.0, c_pos=1.3,
                 w_pos=0.7, mu=0.5, l2=0.01, l2_attention=0.02, dropout=0.0, kg_dropout=0.0)
     args.update(kw)
@@ -49,19 +52,36 @@ def brute_item_repr(model: JNSKR, v: int) -> torch.Tensor:
     e = int(ITEM_ENTITY[v])
     ent = model.entity_emb.weight
     row = e if e >= 0 else N_ENT  # the one unlinked item gets the first extra row
+    e_v = ent[row] if model.item_emb is None else model.item_emb.weight[v]
     own = [tuple(t) for t in TRIPLES if t[0] == e] if e >= 0 else []
     if not own:
-        return ent[row]
+        return e_v
     logits = torch.stack([
         model.att_h @ torch.relu(model.att_w1 @ ent[t] + model.att_w2 @ model.relation_emb.weight[r]
                                  + model.att_b) for _, r, t in own])
     alpha = torch.softmax(logits, 0)
-    return ent[row] + sum(a * ent[t] for a, (_, _, t) in zip(alpha, own, strict=True))
+    return e_v + sum(a * ent[t] for a, (_, _, t) in zip(alpha, own, strict=True))
+
+
+def brute_heads(model: JNSKR, items, heads) -> list[tuple[int, torch.Tensor]]:
+    """The KG heads of a batch as ``(entity, embedding)``: the sampler's ``heads``
+    (kg_heads "all") or the batch items whose entity heads a triple ("items"; their
+    embedding is the item table's row when the tables are separate)."""
+    ent = model.entity_emb.weight
+    if model.kg_heads == "all":
+        return [(h, ent[h]) for h in heads]
+    out = []
+    for v in items:
+        e = int(ITEM_ENTITY[v])
+        if e >= 0 and (TRIPLES[:, 0] == e).any():
+            out.append((e, ent[e] if model.item_emb is None else model.item_emb.weight[v]))
+    return out
 
 
 def brute_losses(model: JNSKR, items, heads, pairs=PAIRS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted squared losses over every (u, v), v in items, and every (h, r, t), h in
-    heads, minus the parameter-free constant (sum of positive weights)."""
+    """Weighted squared losses over every (u, v), v in items, and every (h, r, t), h a KG
+    head of the batch (:func:`brute_heads`), minus the parameter-free constant (sum of
+    positive weights)."""
     observed = {tuple(p) for p in pairs}
     cf = torch.zeros((), dtype=torch.float64)
     for v in items:
@@ -75,10 +95,10 @@ def brute_losses(model: JNSKR, items, heads, pairs=PAIRS) -> tuple[torch.Tensor,
     known = {tuple(t) for t in TRIPLES}
     kg = torch.zeros((), dtype=torch.float64)
     ent, rel = model.entity_emb.weight, model.relation_emb.weight
-    for hd in heads:
+    for hd, e_h in brute_heads(model, items, heads):
         for r in range(N_REL):
             for t in range(N_ENT):
-                g = (ent[hd] * rel[r] * ent[t]).sum()
+                g = (e_h * rel[r] * ent[t]).sum()
                 if (hd, r, t) in known:
                     kg = kg + model.w_pos * (1.0 - g) ** 2 - model.w_pos
                 else:
@@ -93,12 +113,17 @@ def grads(loss, model):
             for n, p in model.named_parameters()}
 
 
+READINGS = [("all", "shared"), ("items", "shared"), ("items", "separate")]
+
+
 @pytest.mark.parametrize("weighting", ["popularity", "uniform"])
 @pytest.mark.parametrize("cold", [False, True])
-def test_efficient_losses_and_gradients_match_brute_force(weighting, cold):
+@pytest.mark.parametrize(("kg_heads", "item_table"), READINGS)
+def test_efficient_losses_and_gradients_match_brute_force(weighting, cold, kg_heads,
+                                                          item_table):
     # cold: item 4 loses its only pair (c-_v = 0 under popularity weights, skipped)
     pairs = PAIRS[PAIRS[:, 1] != 4] if cold else PAIRS
-    model, ds, split = make_model(weighting, pairs)
+    model, ds, split = make_model(weighting, pairs, kg_heads=kg_heads, item_table=item_table)
     model.eval()  # dropout off; the loss is still differentiable
     sampler = make_sampler("jnskr", ds, split, batch_size=2)
     batches = list(sampler.epoch(3))
@@ -128,6 +153,9 @@ def test_efficient_losses_and_gradients_match_brute_force(weighting, cold):
     # an epoch covers every item and every head with triples exactly once: the sum of the
     # batch losses is the whole-data loss
     cf_all, kg_all = brute_losses(model, range(N_ITEMS), sorted(set(TRIPLES[:, 0])), pairs)
+    if model.item_emb is not None:  # the item table gets a gradient, the entity rows too
+        assert model.item_emb.weight.shape == (N_ITEMS, 4)
+        assert model.entity_emb.weight.shape == (N_ENT, 4)
     assert total_eff == pytest.approx((cf_all + kg_all).item(), rel=1e-9, abs=1e-9)
     assert total_brute == pytest.approx((cf_all + kg_all).item(), rel=1e-9, abs=1e-9)
 
@@ -296,3 +324,43 @@ def test_score_all_cache_sees_fused_optimizer_updates():
         fresh = m.score_all(users)
     assert not torch.allclose(before, after)
     assert torch.allclose(after, fresh)
+
+
+def test_kg_heads_items_weights_and_mechanism():
+    # kg_heads "items": w-_h is normalised over the item heads (entities 2, 0, 5 with 4, 2
+    # and 1 triples); non-item heads 3, 6, 7 get no weight
+    model, *_ = make_model("popularity", kg_heads="items")
+    ref = np.zeros(N_ENT)
+    ref[[2, 0, 5]] = np.sqrt([4, 2, 1])
+    np.testing.assert_allclose(model.w_neg.numpy(), 3.0 * ref / ref.sum())
+    # the two readings differ exactly by the triples that non-item entities head: dropping
+    # those triples leaves the "items" loss unchanged and changes the "all" loss
+    item_only = TRIPLES[np.isin(TRIPLES[:, 0], ITEM_ENTITY)]
+    loss = {}
+    for reading in ("all", "items"):
+        for name, triples in (("full", TRIPLES), ("item_only", item_only)):
+            m, ds, split = make_model("popularity", triples=triples, kg_heads=reading)
+            m.eval()
+            batch = next(make_sampler("jnskr", ds, split, batch_size=10).epoch(0))
+            with torch.no_grad():
+                loss[reading, name] = m.kg_loss(batch).item()
+    assert loss["items", "full"] == pytest.approx(loss["items", "item_only"], rel=1e-12)
+    assert loss["all", "full"] != pytest.approx(loss["all", "item_only"], rel=1e-3)
+    assert loss["all", "full"] != pytest.approx(loss["items", "full"], rel=1e-3)
+    # and with only item heads in the KG the readings agree
+    assert loss["all", "item_only"] == pytest.approx(loss["items", "item_only"], rel=1e-12)
+
+
+def test_item_table_separate_uses_the_item_rows():
+    model, *_ = make_model(kg_heads="items", item_table="separate")
+    model.eval()
+    with torch.no_grad():
+        q = model.item_repr(torch.arange(N_ITEMS))
+        model.item_emb.weight[1].add_(1.0)  # item 1's own row, not entity 0's
+        q2 = model.item_repr(torch.arange(N_ITEMS))
+    changed = (q2 - q).abs().sum(1) > 0
+    assert changed.tolist() == [False, True, False, False, False]
+    with pytest.raises(ConfigError):  # a non-item head would have no item row
+        make_model(kg_heads="all", item_table="separate")
+    with pytest.raises(ConfigError):
+        make_model(kg_heads="heads")

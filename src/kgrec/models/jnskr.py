@@ -45,9 +45,20 @@ Readings taken where the summary paper is silent, following the authors' TensorF
   attention parameters (``l2_attention``) at every step, as the authors' code; the
   prediction vector ``h`` is not regularised (as there). Note ``tf.nn.l2_loss`` halves the
   sum of squares, so their ``[1e-5, 1]`` is ``l2 = 5e-6, l2_attention = 0.5`` here.
-* Items and KG entities share one embedding table (the paper's ``e_v``); an item without
-  an aligned entity gets a row of its own that is not an entity (it is not a tail
-  candidate). ``L_KG``'s batches cover the entities that head at least one triple.
+* ``kg_heads`` -- which entities head the triples of ``L_KG``. ``"all"`` (the paper's
+  Eq. 5 read literally, our earlier default): every entity that heads a triple, in
+  batches of heads of their own (``heads``/``kg_*`` fields of the batch). ``"items"``
+  (the authors' code, which feeds the batch's items as KG heads): only the batch's items
+  (those aligned with an entity that heads a triple) with all their triples; triples
+  headed by non-item entities are never trained. The head weights ``w-_h`` are then
+  normalised over the item heads only.
+* ``item_table`` -- ``"shared"`` (the paper's single ``e_v``): items and KG entities
+  share one embedding table; an item without an aligned entity gets a row of its own that
+  is not an entity (it is not a tail candidate). ``"separate"`` (the authors' code:
+  ``iid_W`` for items, ``eid_W`` for entities): an item table used by the CF part (``e_v``
+  of ``q_v``) and as the KG head of the item's triples, and an entity table for tails and
+  neighbours ``N_v`` (an item's entity appearing as a tail uses the entity table). It
+  needs ``kg_heads: items`` (a non-item head would have no item row).
 * ``N_v`` is capped at ``max_triples`` triples per item, a subset drawn once with
   ``triple_seed`` (the authors truncate at the 99.99th percentile of the counts). ``L_KG``
   always uses every triple.
@@ -281,6 +292,8 @@ class JNSKR(Model):
         max_triples: int | None = 64,
         triple_seed: int = 0,
         init_std: float = 0.01,
+        kg_heads: Literal["all", "items"] = "all",
+        item_table: Literal["shared", "separate"] = "shared",
     ) -> None:
         super().__init__()
         if dim <= 0 or (attention_dim is not None and attention_dim <= 0):
@@ -291,6 +304,14 @@ class JNSKR(Model):
             raise ConfigError("dropout rates must be in [0, 1)")
         if max_triples is not None and max_triples < 1:
             raise ConfigError("max_triples must be positive (or null for no cap)")
+        if kg_heads not in ("all", "items"):
+            raise ConfigError(f"kg_heads must be 'all' or 'items', got {kg_heads!r}")
+        if item_table not in ("shared", "separate"):
+            raise ConfigError(f"item_table must be 'shared' or 'separate', got {item_table!r}")
+        if item_table == "separate" and kg_heads != "items":
+            raise ConfigError("item_table 'separate' needs kg_heads 'items' (the authors' "
+                              "code: only items head KG triples, from the item table)")
+        self.kg_heads, self.item_table = kg_heads, item_table
         self.n_users, self.n_items = n_users, n_items
         self.n_entities, self.n_relations = n_entities, n_relations
         self.dim = dim
@@ -314,7 +335,19 @@ class JNSKR(Model):
         item_freq = np.bincount(pairs[:, 1], minlength=n_items)
         head_freq = np.bincount(triples[:, 0], minlength=n_entities)
         c_neg = negative_weights(item_freq, c0, weighting, weight_exponent)
-        w_neg = negative_weights(head_freq, c1, weighting, weight_exponent, head_freq > 0)
+        head_ok = head_freq > 0
+        if kg_heads == "items":
+            is_item = np.zeros(n_entities, bool)
+            is_item[item_entity[item_entity >= 0]] = True
+            head_ok &= is_item
+            head_freq = np.where(head_ok, head_freq, 0)
+        w_neg = negative_weights(head_freq, c1, weighting, weight_exponent, head_ok)
+        # every triple by head (kg_heads "items": an item's triples, uncapped)
+        kg_indptr, order = csr_by(triples[:, 0], n_entities)
+        self.register_buffer("kg_indptr", torch.from_numpy(kg_indptr), persistent=False)
+        self.register_buffer("kg_rt", torch.from_numpy(np.ascontiguousarray(triples[order, 1:])),
+                             persistent=False)
+        self.register_buffer("item_entity", torch.from_numpy(item_entity), persistent=False)
 
         dtype = torch.get_default_dtype()
         self.register_buffer("item_row", torch.from_numpy(item_row), persistent=False)
@@ -326,9 +359,12 @@ class JNSKR(Model):
 
         att = attention_dim or max(dim // 2, 1)
         self.user_emb = nn.Embedding(n_users, dim)
-        self.entity_emb = nn.Embedding(n_entities + int(unlinked.sum()), dim)
+        separate = item_table == "separate"
+        self.entity_emb = nn.Embedding(n_entities + (0 if separate else int(unlinked.sum())),
+                                       dim)
+        self.item_emb = nn.Embedding(n_items, dim) if separate else None
         self.relation_emb = nn.Embedding(max(n_relations, 1), dim)
-        for emb in (self.user_emb, self.entity_emb, self.relation_emb):
+        for emb in self._tables():
             nn.init.trunc_normal_(emb.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
         self.h = nn.Parameter(torch.full((dim,), 0.01))  # authors' constant init
         self.att_w1 = nn.Parameter(torch.empty(att, dim))
@@ -345,6 +381,33 @@ class JNSKR(Model):
                    n_entities=dataset.n_entities, n_relations=dataset.n_relations,
                    item_entity=dataset.item_entity, triples=training_triples(dataset),
                    train_pairs=training_pairs(train), **kwargs)
+
+    def _tables(self) -> list[nn.Embedding]:
+        extra = [] if self.item_emb is None else [self.item_emb]
+        return [self.user_emb, self.entity_emb, *extra, self.relation_emb]
+
+    def _own_emb(self, items: Tensor) -> Tensor:
+        """``e_v`` of ``items``: the item table's row or the shared table's."""
+        if self.item_emb is not None:
+            return self.item_emb(items)
+        return self.entity_emb(self.item_row[items])
+
+    def item_heads(self, items: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``kg_heads: items``: the items among ``items`` whose entity heads triples, with
+        all their triples: ``(head_items, kg_index, kg_relations, kg_tails)`` (ids)."""
+        ent = self.item_entity[items]
+        linked = ent >= 0
+        ent = ent.clamp(min=0)
+        start = self.kg_indptr[ent]
+        count = torch.where(linked, self.kg_indptr[ent + 1] - start, 0)
+        has = count > 0
+        head_items, start, count = items[has], start[has], count[has]
+        kg_index = torch.repeat_interleave(torch.arange(len(head_items), device=items.device),
+                                           count)
+        offset = torch.arange(len(kg_index), device=items.device) - torch.repeat_interleave(
+            torch.cumsum(count, 0) - count, count)
+        at = torch.repeat_interleave(start, count) + offset
+        return head_items, kg_index, self.kg_rt[at, 0], self.kg_rt[at, 1]
 
     # ---- item representation (Section 2.2) ----------------------------------------
     def _triples_of(self, items: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -377,7 +440,7 @@ class JNSKR(Model):
     def item_repr(self, items: Tensor) -> Tensor:
         """``q_v = e_v + e_{N_v}`` of ``items``, ``(B, d)``."""
         rel, tail, mask = self._triples_of(items)
-        return self._q(self.entity_emb(self.item_row[items]), self.entity_emb(tail),
+        return self._q(self._own_emb(items), self.entity_emb(tail),
                        self.relation_emb(rel), mask)
 
     def all_item_repr(self, chunk: int = 4096) -> Tensor:
@@ -410,8 +473,7 @@ class JNSKR(Model):
 
     # ---- losses ---------------------------------------------------------------------
     def regularisation(self) -> Tensor:
-        emb = sum(e.weight.square().sum()
-                  for e in (self.user_emb, self.entity_emb, self.relation_emb))
+        emb = sum(e.weight.square().sum() for e in self._tables())
         att = sum(w.square().sum() for w in (self.att_w1, self.att_w2, self.att_b, self.att_h))
         return self.l2 * emb + self.l2_attention * att
 
@@ -422,6 +484,12 @@ class JNSKR(Model):
         is built once (the Gram terms make every row's gradient non-zero anyway).
         """
         items, pos_index = batch["items"], batch["pos_index"]
+        if self.kg_heads == "items":  # the batch's items head L_KG (before the CF filter)
+            head_items, kg_index, kg_rel_ids, kg_tail_ids = self.item_heads(items)
+            heads = self.item_entity[head_items]
+        else:
+            heads, kg_index = batch["heads"], batch["kg_index"]
+            kg_rel_ids, kg_tail_ids = batch["kg_relations"], batch["kg_tails"]
         # an item with no observed pair and c-_v = 0 (popularity weights, no training
         # positive) adds exactly 0 to Eq. 9: leave it out
         has_pos = torch.bincount(pos_index, minlength=len(items)) > 0
@@ -429,16 +497,23 @@ class JNSKR(Model):
         if not bool(keep.all()):
             pos_index = (torch.cumsum(keep, 0) - 1)[pos_index]
             items = items[keep]
-        heads = batch["heads"]
         rel, tail, mask = self._triples_of(items)
-        n_b, n_t, n_h = len(items), tail.numel(), len(heads)
         ent = self.entity_emb.weight
-        rows = ent[torch.cat([self.item_row[items], tail.reshape(-1), heads,
-                              batch["kg_tails"]])]
-        e_v, t_emb = rows[:n_b], rows[n_b:n_b + n_t].view(*tail.shape, ent.shape[1])
-        e_h, e_t = rows[n_b + n_t:n_b + n_t + n_h], rows[n_b + n_t + n_h:]
+        if self.item_emb is None:
+            own, own_heads = self.item_row[items], heads
+        else:  # e_v and the item heads from the item table, tails from the entity table
+            own = own_heads = items[:0]
+        n_b, n_t, n_h = len(own), tail.numel(), len(own_heads)
+        rows = ent[torch.cat([own, tail.reshape(-1), own_heads, kg_tail_ids])]
+        t_emb = rows[n_b:n_b + n_t].view(*tail.shape, ent.shape[1])
+        e_t = rows[n_b + n_t + n_h:]
+        if self.item_emb is None:
+            e_v, e_h = rows[:n_b], rows[n_b + n_t:n_b + n_t + n_h]
+        else:
+            both = self.item_emb.weight[torch.cat([items, head_items])]
+            e_v, e_h = both[:len(items)], both[len(items):]
         rel_all = self.relation_emb.weight
-        r_rows = rel_all[torch.cat([rel.reshape(-1), batch["kg_relations"]])]
+        r_rows = rel_all[torch.cat([rel.reshape(-1), kg_rel_ids])]
         r_emb, kg_r = r_rows[:n_t].view(*rel.shape, rel_all.shape[1]), r_rows[n_t:]
 
         q = self._q(e_v, t_emb, r_emb, mask)
@@ -448,7 +523,7 @@ class JNSKR(Model):
         entities = ent if ent.shape[0] == self.n_entities else ent[:self.n_entities]
         relations = rel_all if rel_all.shape[0] == self.n_relations else \
             rel_all[:self.n_relations]
-        kg = kg_whole_data_loss(entities, relations, e_h, self.w_neg[heads], batch["kg_index"],
+        kg = kg_whole_data_loss(entities, relations, e_h, self.w_neg[heads], kg_index,
                                 kg_r, e_t, self.w_pos)
         return cf, kg
 
