@@ -68,6 +68,29 @@ def test_topk_metrics_ktup_by_hand():
     assert m["ndcg@3"] == pytest.approx((1 + (1 + L3) / 2) / 2)
 
 
+def test_ndcg_authors_reported_beside_the_standard_ndcg_by_hand():
+    # KGAT's/JNSKR's NDCG ("legacy", ideal from the hits in the top max(ks) = 3) beside
+    # the standard one in one evaluation; values as in the two hand-computed tests above
+    m = topk_metrics(RANKED, RELEVANT, [1, 2, 3], ndcg_authors="legacy")
+    assert m["ndcg@2"] == pytest.approx((L3 / (1 + L3) + 1 / (1 + L3)) / 2)
+    assert m["ndcg@3"] == pytest.approx((L3 / (1 + L3) + (1 + L4) / (1 + L3)) / 2)
+    assert m["ndcg_authors@1"] == pytest.approx(0.5)
+    assert m["ndcg_authors@2"] == pytest.approx((L3 + 1 / (1 + L3)) / 2)
+    assert m["ndcg_authors@3"] == pytest.approx((L3 + (1 + L4) / (1 + L3)) / 2)
+    assert {k: v for k, v in m.items() if "authors" not in k} == topk_metrics(
+        RANKED, RELEVANT, [1, 2, 3])
+    # KTUP's variant as the second one
+    kt = topk_metrics(RANKED, RELEVANT, [2, 3], ndcg_authors="ktup")
+    assert kt["ndcg_authors@2"] == pytest.approx(1.0)
+    assert kt["ndcg_authors@3"] == pytest.approx((1 + (1 + L3) / 2) / 2)
+    # and through evaluate_topk (the path of eval.ndcg_authors)
+    e = evaluate_topk(FixedScores(SCORES), _split(), "valid", [1, 2], ndcg_authors="legacy")
+    assert set(e) - set(evaluate_topk(FixedScores(SCORES), _split(), "valid", [1, 2])) == {
+        "ndcg_authors@1", "ndcg_authors@2"}
+    with pytest.raises(ValueError):
+        topk_metrics(RANKED, RELEVANT, [1], ndcg_authors="kgat")
+
+
 def test_topk_metrics_csr_input_padding_and_duplicates():
     rel_csr = sp.csr_matrix(([1, 1, 1, 1], ([0, 0, 2, 2], [1, 9, 8, 0])), shape=(3, 10))
     assert topk_metrics(RANKED, rel_csr, [1, 3]) == topk_metrics(RANKED, RELEVANT, [1, 3])

@@ -131,6 +131,9 @@ class EvalConfig(_Strict):
     protocols: list[Literal["ctr", "topk", "kg"]] = ["ctr", "topk"]
     ks: list[PositiveInt] = Field([1, 2, 5, 10, 20, 50, 100], min_length=1)
     ndcg: Literal["standard", "legacy", "ktup"] = "standard"
+    ndcg_authors: Literal["standard", "legacy", "ktup"] | None = Field(
+        None, description="a second NDCG variant reported beside ndcg@K as ndcg_authors@K "
+        "(legacy: KGAT's/JNSKR's, ktup: KTUP's)")
     batch_users: int = Field(1024, ge=1)
     exclude_valid: bool = Field(True, description="test top-K also excludes valid positives")
     kg_exclude_query: bool = Field(

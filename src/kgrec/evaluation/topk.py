@@ -83,6 +83,7 @@ def topk_metrics(
     relevant: Sequence[np.ndarray] | sp.spmatrix,
     ks: Sequence[int],
     ndcg: Literal["standard", "legacy", "ktup"] = "standard",
+    ndcg_authors: Literal["standard", "legacy", "ktup"] | None = None,
 ) -> dict[str, float]:
     """Precision, recall, F1, hit ratio and NDCG at each K, averaged over users.
 
@@ -102,13 +103,18 @@ def topk_metrics(
             * ``"ktup"``: KTUP's ``jTransUP/utils/evaluation.py``: ``ndcg_at_k`` with its
               default ``method=0`` discount ``[1, 1, 1/log2(3), 1/log2(4), ...]`` and the ideal
               taken from the hit vector of the top K itself (``min(hits in top K, K)``).
+        ndcg_authors: a second NDCG variant reported beside ``ndcg@K`` as
+            ``ndcg_authors@K`` (e.g. ``"legacy"``, the KGAT/JNSKR papers' NDCG, next to the
+            standard one); ``None`` adds nothing.
 
     Precision@K is ``hits/K``, recall@K is ``hits/|rel|``, F1@K is ``2PR/(P+R)`` per user
     (0 when both are 0) and then averaged, hit@K is 1 when any of the top K is relevant.
     With no user having a relevant item every value is ``nan``.
     """
-    if ndcg not in NDCG_VARIANTS:
-        raise ValueError(f"ndcg must be one of {NDCG_VARIANTS}, got {ndcg!r}")
+    if ndcg not in NDCG_VARIANTS or (ndcg_authors is not None
+                                     and ndcg_authors not in NDCG_VARIANTS):
+        raise ValueError(f"ndcg must be one of {NDCG_VARIANTS}, got {ndcg!r}, {ndcg_authors!r}")
+    variants = {"ndcg": ndcg} | ({} if ndcg_authors is None else {"ndcg_authors": ndcg_authors})
     ks = [int(k) for k in ks]
     ranked = np.asarray(ranked, dtype=np.int64)
     if ranked.ndim != 2:
@@ -123,7 +129,7 @@ def topk_metrics(
     out: dict[str, float] = {}
     if len(hits) == 0:
         for k in ks:
-            for name in ("precision", "recall", "f1", "hit", "ndcg"):
+            for name in ("precision", "recall", "f1", "hit", *variants):
                 out[f"{name}@{k}"] = math.nan
         return out
 
@@ -140,19 +146,20 @@ def topk_metrics(
         rec = n_hit / n_rel
         denom = prec + rec
         f1 = np.divide(2 * prec * rec, denom, out=np.zeros_like(denom), where=denom > 0)
-        if ndcg == "ktup":
-            dcg = hits[:, :k] @ disc0[:k]
-            idcg = ideal0[np.minimum(n_hit.astype(np.int64), k)]
-        else:
-            dcg = hits[:, :k] @ disc[:k]
-            n_ideal = np.minimum(n_rel if ndcg == "standard" else hits_kmax, k).astype(np.int64)
-            idcg = ideal[n_ideal]
-        nd = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
         out[f"precision@{k}"] = float(prec.mean())
         out[f"recall@{k}"] = float(rec.mean())
         out[f"f1@{k}"] = float(f1.mean())
         out[f"hit@{k}"] = float((n_hit > 0).mean())
-        out[f"ndcg@{k}"] = float(nd.mean())
+        for name, variant in variants.items():
+            if variant == "ktup":
+                dcg = hits[:, :k] @ disc0[:k]
+                idcg = ideal0[np.minimum(n_hit.astype(np.int64), k)]
+            else:
+                dcg = hits[:, :k] @ disc[:k]
+                n_ideal = np.minimum(n_rel if variant == "standard" else hits_kmax, k)
+                idcg = ideal[n_ideal.astype(np.int64)]
+            nd = np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)
+            out[f"{name}@{k}"] = float(nd.mean())
     return out
 
 
@@ -210,6 +217,7 @@ def evaluate_topk(
     n_users: int | None = None,
     n_items: int | None = None,
     exclude_valid: bool = True,
+    ndcg_authors: Literal["standard", "legacy", "ktup"] | None = None,
 ) -> dict[str, float]:
     """Top-K metrics on the validation or test positives of ``split``.
 
@@ -242,5 +250,6 @@ def evaluate_topk(
     lo, hi = distr.shard_bounds(len(users))
     ranked = distr.gather_rows(rank_topk(model, users[lo:hi], exclude, max(ks),
                                          batch_users=batch_users))
-    metrics = topk_metrics(ranked, rel[users], ks, ndcg=ndcg) if distr.is_main() else None
+    metrics = (topk_metrics(ranked, rel[users], ks, ndcg=ndcg, ndcg_authors=ndcg_authors)
+               if distr.is_main() else None)
     return distr.broadcast_object(metrics)

@@ -233,7 +233,7 @@ def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, sta
     if "topk" in protocols:
         out.update(evaluate_topk(model, split, stage, cfg.eval.ks, cfg.eval.ndcg,
                                  cfg.eval.batch_users, dataset.n_users, dataset.n_items,
-                                 cfg.eval.exclude_valid))
+                                 cfg.eval.exclude_valid, ndcg_authors=cfg.eval.ndcg_authors))
     if "kg" in protocols and stage == "valid":  # the test KG protocol runs once, in run()
         kg = evaluate_kg(model, _kg_part(dataset, "valid"), _kg_known(dataset),
                          exclude_query=cfg.eval.kg_exclude_query, desc="KG completion (valid)")
