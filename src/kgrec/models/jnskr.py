@@ -67,7 +67,8 @@ Training task ``"rec"`` with the ``"jnskr"`` sampler: each batch carries ``batch
 items that have training positives, a share of the items without any (they still enter the
 all-pairs term), the positive users of those items as flat ``(pos_index, pos_users)``
 lists, and a share of the KG heads with their triples as ``(kg_index, kg_relations,
-kg_tails)``. One epoch visits every item and every head exactly once, and its number of
+kg_tails)`` (used by ``kg_heads: all``; with ``items`` the model takes the batch items'
+own triples instead). One epoch visits every item and every head exactly once, and its number of
 steps depends on the observed data only, not on the number of unobserved pairs. A batch
 item with no observed pair and ``c-_v = 0`` (popularity weights) adds exactly 0 and is
 skipped. Cost of a step: ``O((|U| + |E| + |R| + |B| + |H|) d^2)`` for the Gram terms plus
@@ -552,7 +553,9 @@ class JNSKR(Model):
         return (self.user_emb(users) * self.h) @ self.all_item_repr().T
 
     def score_tails(self, heads: Tensor, relations: Tensor) -> Tensor:
-        """DistMult ``g(h, r, t)`` for every entity ``t``, ``(B, n_entities)``."""
+        """DistMult ``g(h, r, t)`` for every entity ``t``, ``(B, n_entities)``, from the
+        entity table (with ``item_table: separate`` an item's KG-head row is the item
+        table's, so this scores an item entity by its tail row)."""
         q = self.entity_emb(heads) * self.relation_emb(relations)
         return q @ self.entity_emb.weight[:self.n_entities].T
 
