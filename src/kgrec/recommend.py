@@ -191,6 +191,11 @@ class Recommender:
         u, i = self.user_index(user), self.item_index(item)
         return self._explanations(u, np.array([i]))[0]
 
+    def explanations(self, user_index: int, item_indices: np.ndarray) -> list[dict[str, Any]]:
+        """Explanations of several items for one user, by internal indices, in one call of
+        the model's ``explain`` (a note per item for models without an explanation)."""
+        return self._explanations(user_index, np.asarray(item_indices, dtype=np.int64))
+
     # ---- explanations ---------------------------------------------------------------
     @torch.no_grad()
     def _raw_explanations(self, user: int, items: np.ndarray) -> list[dict[str, Any]]:

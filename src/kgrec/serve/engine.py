@@ -358,8 +358,9 @@ class Engine:
                      "item_index": i, "score": v}
                     for r, (i, v) in enumerate(zip(items[:n], vals[:n], strict=True))]
             if explain:
-                for rec in recs:
-                    rec["explanation"] = self.explanation(int(u), rec["item_index"])
+                exps = self.explanations(int(u), [r["item_index"] for r in recs])
+                for rec, exp in zip(recs, exps, strict=True):
+                    rec["explanation"] = exp
             out.append(recs)
         return out
 
@@ -373,19 +374,30 @@ class Engine:
         return out
 
     def explanation(self, u: int, i: int) -> dict[str, Any]:
-        """The model's own explanation (KTUP preference, JNSKR attention, HKRM
-        distributions), or the item's KG facts for models without one; ``lines`` reads it."""
+        return self.explanations(u, [i])[0]
+
+    def explanations(self, u: int, items: list[int]) -> list[dict[str, Any]]:
+        """Per item: the model's own explanation (KTUP preference, JNSKR attention, HKRM
+        distributions), computed for all ``items`` in one call, or the item's KG facts for
+        models without one; ``lines`` reads it."""
         if self.rec.explains:
             with torch.inference_mode():
-                exp = _jsonable(self.rec.explain(self.user_label(u), self.item_label(i)))
-            exp.setdefault("lines", [])
-            exp.setdefault("source", "model")
-            return self._named(exp)
-        facts = self.neighbours(i, limit=5)
-        return {"available": False, "source": "kg facts of the item",
-                "note": f"model {self.model.name!r} has no explanation of its own; these are "
-                        "the item's KG facts", "facts": facts,
-                "lines": [f"fact: {f['line']}" for f in facts]}
+                raw = self.rec.explanations(u, np.asarray(items, dtype=np.int64))
+            out = []
+            for exp in raw:
+                exp = _jsonable(exp)
+                exp.setdefault("lines", [])
+                exp.setdefault("source", "model")
+                out.append(self._named(exp))
+            return out
+        note = (f"model {self.model.name!r} has no explanation of its own; these are "
+                "the item's KG facts")
+        out = []
+        for i in items:
+            facts = self.neighbours(i, limit=5)
+            out.append({"available": False, "source": "kg facts of the item", "note": note,
+                        "facts": facts, "lines": [f"fact: {f['line']}" for f in facts]})
+        return out
 
     def _named(self, exp: dict[str, Any]) -> dict[str, Any]:
         """Internal indices of an explanation replaced by the data's ids (indices kept

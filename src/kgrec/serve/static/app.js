@@ -90,6 +90,9 @@ async function recommend() {
       li.appendChild(itemButton(r.item, r.name));
       li.appendChild(el("span", `${body.score} ${r.score.toFixed(4)}`, "score"));
       const lines = (r.explanation && r.explanation.lines) || [];
+      if (r.explanation && r.explanation.available === false && r.explanation.note) {
+        li.appendChild(el("div", r.explanation.note, "note"));
+      }
       if (lines.length) {
         const ul = el("ul", undefined, "why");
         for (const line of lines) ul.appendChild(el("li", line));
