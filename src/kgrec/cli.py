@@ -267,13 +267,19 @@ def reproduce(
     key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
     configs: Annotated[Path | None, typer.Option(
         help="folder of MODEL-DATASET.yaml presets (default: the shipped presets)")] = None,
+    budget: Annotated[int | None, typer.Option(
+        min=1, help="ktup: training examples per task of every run (default 500,000)")] = None,
+    rows: Annotated[str | None, typer.Option(
+        help="ktup: comma-separated rows of the paper's tables (e.g. BPRMF,'KTUP (soft)'; "
+             "default every row kgrec has)")] = None,
 ) -> None:
-    """Run a model's presets over seeds and print the paper-vs-measured table."""
+    """Run a model's presets over seeds and print the paper-vs-measured table (ktup: the
+    KTUP paper's Tables 2-4 over every row kgrec has, kgrec.studies.ktup)."""
     from kgrec.reproduce import reproduce as do_reproduce
 
     extra = {"configs": configs} if configs is not None else {}
     table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, write_results, data_dir,
-                         overrides=set_, key=key, **extra)
+                         overrides=set_, key=key, budget=budget, rows=rows, **extra)
     typer.echo(table)
     if write_results is not None:
         typer.echo(f"table -> {write_results}", err=True)

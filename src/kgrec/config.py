@@ -138,6 +138,11 @@ class EvalConfig(_Strict):
     exclude_valid: bool = Field(True, description="test top-K also excludes valid positives")
     kg_exclude_query: bool = Field(
         False, description="KG completion: drop the query's own entity from the candidates")
+    kg_valid_triples: int | None = Field(
+        None, ge=1, description="KG validation on a fixed sample of this many validation triples "
+        "(the same for every model and seed; default all)")
+    kg_test_triples: int | None = Field(
+        None, ge=1, description="KG test on a fixed sample of this many test triples (default all)")
 
 
 class RunConfig(_Strict):

@@ -167,9 +167,26 @@ class CTRSampler(Sampler):
         return cls({"users": t[:, 0], "items": t[:, 1], "labels": t[:, 2].float()}, batch_size)
 
 
+#: readings of the BPR sampler's ``exclude`` option: the items a user's negatives avoid
+BPR_EXCLUDE = ("train", "all_splits")
+
+
 @register_sampler("bpr")
 class BPRSampler(Sampler):
-    """Training positives with one uniformly drawn unobserved item each: ``(u, i+, i-)``."""
+    """Training positives with one uniformly drawn unobserved item each: ``(u, i+, i-)``.
+
+    ``exclude`` (``train.sampler_options.rec.exclude``) says which of the user's items a
+    negative is redrawn away from:
+
+    * ``"train"`` (default, honest): the user's training positives only; validation and
+      test items can be drawn as negatives, as any item the model has not been shown.
+    * ``"all_splits"``: the user's train, validation **and test** positives, the KTUP
+      authors' reading (``jTransUP/utils/data.py getNegRatings`` with
+      ``filter_wrong_corrupted``, default true in ``models/base.py``). This is a test-set
+      leak: held-out items are never pushed down, which raises test recall. Reported only
+      as "authors' sampler", never as the main figure. (Their sampler also keeps a batch's
+      negatives distinct; this one does not.)
+    """
 
     def __init__(self, data, batch_size, n_items: int, exclude: PairSet) -> None:
         super().__init__(data, batch_size)
@@ -177,10 +194,18 @@ class BPRSampler(Sampler):
         self.exclude = exclude
 
     @classmethod
-    def from_data(cls, dataset: KGDataset, split: Split, batch_size: int, **_: Any):
+    def from_data(cls, dataset: KGDataset, split: Split, batch_size: int, exclude: str = "train",
+                  **_: Any):
+        if exclude not in BPR_EXCLUDE:
+            raise ConfigError(f"train.sampler_options.rec.exclude must be one of "
+                              f"{', '.join(BPR_EXCLUDE)}, got {exclude!r}")
         pos = split.train[split.train[:, 2] == 1]
         data = {"users": torch.from_numpy(pos[:, 0]), "pos_items": torch.from_numpy(pos[:, 1])}
-        return cls(data, batch_size, dataset.n_items, PairSet(pos[:, 0], pos[:, 1], dataset.n_items))
+        avoid = pos
+        if exclude == "all_splits":  # the authors' reading: a test-set leak (see above)
+            avoid = np.concatenate([p[p[:, 2] == 1] for p in (split.train, split.valid, split.test)])
+        return cls(data, batch_size, dataset.n_items,
+                   PairSet(avoid[:, 0], avoid[:, 1], dataset.n_items))
 
     def extra(self, batch, rng):
         neg = sample_excluding(rng, batch["users"].numpy(), self.n_items, self.exclude)

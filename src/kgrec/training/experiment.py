@@ -235,16 +235,23 @@ def evaluate(model: Model, dataset: KGDataset, split: Split, cfg: RunConfig, sta
                                  cfg.eval.batch_users, dataset.n_users, dataset.n_items,
                                  cfg.eval.exclude_valid, ndcg_authors=cfg.eval.ndcg_authors))
     if "kg" in protocols and stage == "valid":  # the test KG protocol runs once, in run()
-        kg = evaluate_kg(model, _kg_part(dataset, "valid"), _kg_known(dataset),
+        kg = evaluate_kg(model, _kg_part(dataset, "valid", cfg.eval.kg_valid_triples),
+                         _kg_known(dataset),
                          exclude_query=cfg.eval.kg_exclude_query, desc="KG completion (valid)")
         out.update({f"kg.{k}": v for k, v in kg["filtered"].items()})
     return out
 
 
-def _kg_part(dataset: KGDataset, part: str) -> np.ndarray:
+def _kg_part(dataset: KGDataset, part: str, limit: int | None = None) -> np.ndarray:
+    """The KG triples of ``part``; with ``limit``, a fixed sample of that many (drawn with
+    seed 0 whatever the run's seed, so every model and seed ranks the same triples)."""
     if not dataset.kg_split:
         raise ConfigError("the kg protocol needs data.kg_split or a dataset with a KG split")
-    return dataset.kg_split[part]
+    triples = dataset.kg_split[part]
+    if limit is not None and limit < len(triples):
+        keep = np.random.default_rng(0).choice(len(triples), limit, replace=False)
+        triples = triples[np.sort(keep)]
+    return triples
 
 
 def _kg_known(dataset: KGDataset) -> np.ndarray:
@@ -476,7 +483,8 @@ def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: st
     if "topk" in cfg.eval.protocols and evaluate_test:
         metrics["topk"] = {k: v for k, v in test.items() if "@" in k}
     if "kg" in cfg.eval.protocols and evaluate_test:
-        metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test"), _kg_known(dataset),
+        metrics["kg"] = evaluate_kg(model, _kg_part(dataset, "test", cfg.eval.kg_test_triples),
+                                    _kg_known(dataset), categories_from=dataset.kg_split["train"],
                                     exclude_query=cfg.eval.kg_exclude_query,
                                     desc="KG completion (test)")
     if hasattr(model, "kge_rmse"):

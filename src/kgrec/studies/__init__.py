@@ -1,0 +1,1 @@
+"""Studies behind `kgrec reproduce`: several runs per table (kgrec.studies.ktup: KTUP Tables 2-4)."""

@@ -1,0 +1,161 @@
+"""KTUP on DBbook2014 (issue 10): the BPR sampler's ``exclude`` readings, the KG
+validation subsample and ``kgrec reproduce ktup`` (Tables 2-4) on tiny data."""
+
+import numpy as np
+import pytest
+
+from kgrec.data.dataset import KGDataset, Split
+from kgrec.data.samplers import make_sampler, sampler_options
+from kgrec.errors import ConfigError
+
+
+def _tiny() -> tuple[KGDataset, Split]:
+    """2 users, 6 items: user 0 trains on 0-1, validates on 2, tests on 3-4."""
+    train = np.array([[0, 0, 1], [0, 1, 1], [1, 5, 1]])
+    valid = np.array([[0, 2, 1], [1, 4, 1]])
+    test = np.array([[0, 3, 1], [0, 4, 1], [1, 0, 1]])
+    ds = KGDataset("tiny", np.concatenate([train, valid, test]), np.zeros((0, 3), np.int64),
+                   np.arange(6), n_users=2, n_items=6, n_entities=6, n_relations=1)
+    return ds, Split(train, valid, test)
+
+
+def _negatives(exclude: str | None) -> np.ndarray:
+    ds, split = _tiny()
+    opts = {} if exclude is None else {"exclude": exclude}
+    s = make_sampler("bpr", ds, split, 2, **opts)
+    out = []
+    for seed in range(300):
+        for b in s.epoch(seed):
+            out.append(np.stack([b["users"].numpy(), b["neg_items"].numpy()], 1))
+    return np.concatenate(out)
+
+
+def test_bpr_exclude_is_a_listed_option():
+    assert "exclude" in sampler_options("bpr")
+
+
+def test_bpr_exclude_all_splits_avoids_valid_and_test_items():
+    honest = _negatives(None)
+    assert (honest == _negatives("train")).all()  # the default is the honest reading
+    leak = _negatives("all_splits")
+    user0_honest = set(honest[honest[:, 0] == 0, 1])
+    user0_leak = set(leak[leak[:, 0] == 0, 1])
+    assert user0_honest == {2, 3, 4, 5}  # valid and test items are drawn as negatives
+    assert user0_leak == {5}  # the authors' reading: only items of no split
+    assert set(leak[leak[:, 0] == 1, 1]) == {1, 2, 3}
+
+
+def test_bpr_exclude_rejects_an_unknown_reading():
+    ds, split = _tiny()
+    with pytest.raises(ConfigError, match="exclude"):
+        make_sampler("bpr", ds, split, 2, exclude="test")
+
+
+def test_kg_samples_are_fixed_and_of_the_asked_size(tiny_processed):
+    from kgrec.config import load_config
+    from kgrec.training.experiment import _kg_part, prepare_data
+
+    raw = {"model": "transh", "data": {"dataset": str(tiny_processed), "layout": "processed",
+                                       "kg_split": [0.6, 0.2, 0.2]},
+           "train": {"monitor": "valid.kg.hits@10"}, "eval": {"protocols": ["kg"]}}
+    ds, _ = prepare_data(load_config(raw=raw))
+    full = ds.kg_split["test"]
+    part = _kg_part(ds, "test", 5)
+    assert len(part) == 5 and len(_kg_part(ds, "test", None)) == len(full)
+    assert (part == _kg_part(ds, "test", 5)).all()  # the same sample every call
+    assert {tuple(t) for t in part} <= {tuple(t) for t in full}
+    assert len(_kg_part(ds, "test", 10 ** 6)) == len(full)
+
+
+_TINY = {  # preset stem -> model lines; data and protocol below
+    "bprmf": "model: bprmf\nmodel_args: {dim: 4}\n",
+    "ktup": "model: ktup\nmodel_args: {dim: 4, joint_lambda: 0.7}\n",
+    "transh": "model: transh\nmodel_args: {dim: 4}\n",
+}
+
+
+@pytest.fixture
+def ktup_project(tmp_path, tiny_processed):
+    conf = tmp_path / "configs"
+    conf.mkdir()
+    data = (f"data: {{dataset: {tiny_processed}, layout: processed, split: per_user, "
+            "ratios: [0.6, 0.2, 0.2], negatives: drop, kg_split: [0.6, 0.2, 0.2]}\n")
+    for stem, head in _TINY.items():
+        kg_only = stem == "transh"
+        lr = "{kg: 0.01}" if kg_only else "{rec: 0.01, kg: 0.01}" if "ktup" in stem else "{rec: 0.01}"
+        train = (f"train: {{batch_size: 32, lr: {lr}, "
+                 + ("joint: true, " if stem == "ktup" else "")
+                 + f"monitor: {'valid.kg.hits@10' if kg_only else 'valid.recall@10'}}}\n")
+        ev = ("eval: {protocols: [kg], kg_valid_triples: 20}\n" if kg_only else
+              "eval: {protocols: [topk, kg], ks: [10], ndcg_authors: ktup}\n" if stem == "ktup"
+              else "eval: {protocols: [topk], ks: [10], ndcg_authors: ktup}\n")
+        (conf / f"{stem}-tiny.yaml").write_text(head + data + train + ev)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "results.md").write_text("# Results\n")
+    return tmp_path
+
+
+def test_reproduce_ktup_writes_tables_2_3_4(ktup_project, monkeypatch, capsys):
+    from kgrec import cli
+
+    monkeypatch.chdir(ktup_project)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "ktup", "--seeds", "2", "--datasets", "tiny", "--out", "runs",
+                  "--configs", "configs", "--budget", "400", "--write-results",
+                  "docs/results.md", "--rows", "BPRMF,KTUP (soft),TransH"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    text = (ktup_project / "docs" / "results.md").read_text()
+    for block in ("table2", "table4", "table3"):
+        assert f"<!-- reproduce:ktup-{block}:tiny -->" in text
+    t2 = text.split("<!-- reproduce:ktup-table2:tiny -->")[1].split("<!-- /")[0]
+    for label in ("BPRMF", "KTUP (soft)"):
+        assert f"| {label} |" in t2
+    assert "| TransH |" not in t2 and "| TUP (soft) |" not in t2  # KG-only row; no tup preset
+    t4 = text.split("<!-- reproduce:ktup-table4:tiny -->")[1].split("<!-- /")[0]
+    assert "| TransH |" in t4 and "| KTUP (soft) |" in t4 and "| BPRMF |" not in t4
+    assert "lambda" in t2 and "joint_lambda=0." in t2  # KTUP's grid is lambda
+    # every run stopped at the budget (one batch over at most) and seeds 0, 1 were tested
+    runs = sorted((ktup_project / "runs" / "tiny").glob("*/s1/metrics.json"))
+    assert len(runs) == 3
+    import json
+    for path in runs:
+        m = json.loads(path.read_text())
+        assert max(m["examples"].values()) < 400 + 32 and ("topk" in m or "kg" in m)
+    assert out.count("Table 2") == 1
+    t3 = text.split("<!-- reproduce:ktup-table3:tiny -->")[1].split("<!-- /")[0]
+    assert "| TransH |" in t3 and "head N-1" in t3
+
+
+def test_reproduce_ktup_rows_option(ktup_project, monkeypatch, capsys):
+    from kgrec import cli
+
+    monkeypatch.chdir(ktup_project)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "ktup", "--seeds", "1", "--datasets", "tiny", "--out", "runs",
+                  "--configs", "configs", "--budget", "100", "--rows", "bprmf"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "| BPRMF |" in out and "KTUP (soft)" not in out and "--rows 'BPRMF'" in out
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "ktup", "--datasets", "tiny", "--configs", "configs",
+                  "--rows", "BPRMF,NoSuchModel"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "--rows: unknown row 'NoSuchModel'" in err
+
+
+def test_reproduce_ktup_authors_sampler_reading(ktup_project, monkeypatch, capsys):
+    from kgrec import cli
+
+    monkeypatch.chdir(ktup_project)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "ktup", "--seeds", "1", "--datasets", "tiny", "--out", "runs",
+                  "--configs", "configs", "--budget", "100", "--rows", "BPRMF,TransH", "--set",
+                  "train.sampler_options.rec.exclude=all_splits"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "authors' negative sampler" in out and "Table 4" not in out
+    assert "| BPRMF |" in out and "| TransH |" not in out  # a KG-only row: no rec sampler
+    cfg = (ktup_project / "runs" / "tiny" / "bprmf-all_splits-lrx1" / "s0" / "config.yaml").read_text()
+    assert "exclude: all_splits" in cfg
