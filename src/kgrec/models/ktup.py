@@ -13,9 +13,11 @@
   ``joint_weighting="loss"`` (default) ``forward`` returns ``lambda * L_p`` for ``rec`` and
   ``(1 - lambda) * L_k`` for ``kg`` (the only place lambda is applied;
   :meth:`task_weights` reports it), and ``train.joint: true`` sums one rec batch and one KG
-  batch per step under one optimiser, so each step follows the gradient of Eq. 21. With a
-  separate Adam per task lambda would do nothing (Adam ignores a constant factor on a loss;
-  lambda 0.05 / 0.3 / 0.7 gave the same run), and the experiment warns. The authors' code
+  batch per step under one optimiser, so only then is each step one optimiser step on the
+  gradient of Eq. 21 (under Adam, an Adam step on it: lambda sets the two losses' relative
+  weight, which one shared Adam keeps). With a separate Adam per task lambda would do
+  nothing (Adam ignores a constant factor on a loss; lambda 0.05 / 0.3 / 0.7 gave the same
+  run), and the experiment warns. The authors' code
   instead realises lambda as the share of steps (``10 lambda`` rec steps in every 10):
   ``joint_weighting="steps"`` returns the unweighted losses and a schedule such as
   ``[[rec, 7], [kg, 3]]`` (alternating, ``train.joint: false``) gives that reading (the
