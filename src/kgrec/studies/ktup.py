@@ -191,9 +191,11 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
                data_dir=None, configs: Path = PRESET_DIR, budget: int = BUDGET,
                lr_factors: tuple[float, ...] = LR_FACTORS, validations: int = VALIDATIONS,
                patience: int = PATIENCE, sampler: str = "train",
-               overrides: list[str] | None = None) -> dict[str, dict]:
+               overrides: list[str] | None = None,
+               seeds_of: dict[str, int] | None = None) -> dict[str, dict]:
     """Grid on seed 0, then seeds ``0..seeds-1`` of the selected point, for every row.
 
+    ``seeds_of`` gives some rows (by label) fewer or more seeds than ``seeds``.
     Rows without a preset ``PRESET-DATASET.yaml`` in ``configs`` are left out (every row
     has one in the shipped presets for dbbook2014). Returns ``{label: {"row", "grid":
     [(name, valid score, best epoch)], "chosen", "monitor", "runs": [metrics per seed]}}``.
@@ -227,7 +229,7 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
             grid.append((name, score, m["best_epoch"], sets, folder))
         pick = (min if key.endswith("mean_rank") else max)(grid, key=lambda g: g[1])
         runs = [_run_once(preset, [*base, *pick[3], f"seed={s}"], pick[4] / f"s{s}", data_dir,
-                          True) for s in range(seeds)]
+                          True) for s in range((seeds_of or {}).get(row.label, seeds))]
         results[row.label] = {"row": row, "grid": [g[:3] for g in grid], "chosen": pick[0],
                               "monitor": monitor, "runs": runs, "eval_every": every}
     return results
@@ -239,8 +241,10 @@ def _caption(cmd: str, seeds: int, budget: int, sampler: str, devices: list[str]
                     "and test items: a test-set leak; not a fair figure)")
     machine = "; ".join(machine_description(d) for d in dict.fromkeys(devices or ["cpu"]))
     return (f"`{cmd}`; {machine}; {time.strftime('%Y-%m-%d')}. Mean ± std over seeds "
-            f"0..{seeds - 1}; budget {budget:,} training examples per task (rec pairs, KG "
-            f"triples) per run, {VALIDATIONS} validations per run, early stopping after "
+            f"0..{seeds - 1} (column seeds: a row run with fewer); budget {budget:,} training "
+            f"examples per task (rec pairs, KG triples) per run, about {VALIDATIONS} "
+            f"validations per run (every ~budget/{VALIDATIONS} examples and at the cap), early "
+            f"stopping after "
             f"{PATIENCE} without a better one; grid of 3 per row on seed 0, selected on "
             f"validation (the preset's lr x{{{', '.join(f'{f:g}' for f in LR_FACTORS)}}}; KTUP: "
             f"lambda in {{0.7, 0.5, 0.3}} at lr x2); {reading}.")
@@ -254,8 +258,8 @@ def table2(results: dict[str, dict], dataset: str, caption: str) -> str:
              "F1, Hit per user averaged over users with test items; NDCG (authors') is "
              "KTUP's ndcg_at_k (the paper's), NDCG (standard) the usual one.", "",
              f"| model | {head} | NDCG (standard) | selected on valid (grid: score) "
-             "| examples seen (median) |",
-             "|---|" + "---|" * (len(TOPK_COLUMNS) + 3)]
+             "| examples seen (median) | seeds |",
+             "|---|" + "---|" * (len(TOPK_COLUMNS) + 4)]
     for label, r in results.items():
         runs = [m for m in r["runs"] if "topk" in m]
         if not r["row"].rec or not runs:
@@ -266,7 +270,8 @@ def table2(results: dict[str, dict], dataset: str, caption: str) -> str:
             cell = _mean_sd([m["topk"][f"{metric}@10"] for m in runs], 100)
             cells.append(cell + (f" ({ref[j]:.2f})" if ref else ""))
         cells.append(_mean_sd([m["topk"]["ndcg@10"] for m in runs], 100))
-        lines.append(f"| {label} | {' | '.join(cells)} | {_selected(r)} | {_examples(runs)} |")
+        lines.append(f"| {label} | {' | '.join(cells)} | {_selected(r)} | {_examples(runs)} "
+                     f"| {len(runs)} |")
     return "\n".join(lines)
 
 
@@ -290,7 +295,7 @@ def table4(results: dict[str, dict], dataset: str, caption: str) -> str:
              "head and tail predictions pooled; the test triples are the preset's "
              "(eval.kg_test_triples: a fixed sample, the same for every model and seed).", "",
              "| model | Hits@10 (%) | mean rank | MRR | selected on valid (grid: score) "
-             "| examples seen (median) |", "|---|---|---|---|---|---|"]
+             "| examples seen (median) | seeds |", "|---|---|---|---|---|---|---|"]
     for label, r in results.items():
         runs = [m for m in r["runs"] if "kg" in m]
         if not r["row"].kg or not runs:
@@ -300,7 +305,8 @@ def table4(results: dict[str, dict], dataset: str, caption: str) -> str:
         hits = _mean_sd([x["hits@10"] for x in f], 100) + (f" ({ref[0]:.2f})" if ref else "")
         mr = _mean_sd([x["mean_rank"] for x in f], 1, 0) + (f" ({ref[1]:.0f})" if ref else "")
         mrr = _mean_sd([x["mrr"] for x in f], 1, 4)
-        lines.append(f"| {label} | {hits} | {mr} | {mrr} | {_selected(r)} | {_examples(runs)} |")
+        lines.append(f"| {label} | {hits} | {mr} | {mrr} | {_selected(r)} | {_examples(runs)} "
+                     f"| {len(runs)} |")
     return "\n".join(lines)
 
 
@@ -331,7 +337,8 @@ def table3(results: dict[str, dict], caption: str) -> str:
 def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | None = None,
                    data_dir=None, configs: Path = PRESET_DIR, overrides: list[str] | None = None,
                    key: str | None = None, budget: int = BUDGET, sampler: str = "train",
-                   rows: tuple[Row, ...] | list[Row] = ROWS, cmd: str | None = None) -> str:
+                   rows: tuple[Row, ...] | list[Row] = ROWS, cmd: str | None = None,
+                   seeds_of: dict[str, int] | None = None) -> str:
     """Tables 2, 4 and 3 for each dataset (markdown); with ``results``, also written into
     that file in blocks ``KEY-table2:DATASET`` (and ``-table4``, ``-table3``), ``KEY``
     defaulting to ``reproduce:ktup`` (``reproduce:ktup-authors-sampler`` for
@@ -353,7 +360,7 @@ def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | N
     parts = []
     for ds in datasets:
         res = study_rows(rows, ds, seeds, out, data_dir, configs, budget, sampler=sampler,
-                         overrides=overrides)
+                         overrides=overrides, seeds_of=seeds_of)
         devices = [load_config(configs / f"{r['row'].preset}-{ds}.yaml",
                                overrides or []).train.device for r in res.values()]
         caption = _caption(cmd, seeds, budget, sampler, devices)
