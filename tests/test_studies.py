@@ -12,7 +12,7 @@ from kgrec import cli
 from kgrec.config import load_config
 from kgrec.data.dataset import Split
 from kgrec.studies import StudyContext
-from kgrec.studies.mkr import KS, STUDIES, mkr_topk, train_kge_only
+from kgrec.studies.mkr import KS, STUDIES, _sparsity_extra, mkr_topk, train_kge_only
 from kgrec.training.experiment import prepare_data, run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -22,9 +22,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def project(tmp_path, tiny_processed):
     configs = tmp_path / "configs"
     configs.mkdir()
-    for name, unit in (("mkr", "cross_compress"), ("mkr-dcn", "dcn"), ("mkr-stitch", "stitch")):
+    for name, unit, layers in (("mkr", "cross_compress", 1), ("mkr-dcn", "dcn", 2),
+                               ("mkr-stitch", "stitch", 2)):
         (configs / f"{name}-tiny.yaml").write_text(
-            f"model: mkr\nmodel_args: {{dim: 4, n_low_layers: 2, unit: {unit}}}\n"
+            f"model: mkr\nmodel_args: {{dim: 4, n_low_layers: {layers}, unit: {unit}}}\n"
             f"data: {{dataset: {tiny_processed}, layout: processed}}\n"
             "train: {epochs: 1, batch_size: 64, lr: {rec: 0.02, kge: 0.01}, threads: 1,\n"
             "        schedule: [[rec, 2], [kge, 1]]}\n"
@@ -51,7 +52,7 @@ SHORT = {"kg-size": "0.5,1", "t": "1,3", "dim": "2,4"}
 @pytest.mark.parametrize("name", list(STUDIES))
 def test_each_study_writes_its_table_and_figure(project, monkeypatch, capsys, name):
     extra = ["--values", SHORT[name]] if name in SHORT else []
-    seeds = ["--seeds", "2"] if name == "variants" else []
+    seeds = ["--seeds", "2"] if name == "kge" else []
     code, out, err = _main(monkeypatch, capsys, project, "--study", name, *seeds, *extra)
     assert code == 0, err
     table = (project / "runs" / f"mkr-{name}.md").read_text()
@@ -64,9 +65,12 @@ def test_each_study_writes_its_table_and_figure(project, monkeypatch, capsys, na
     n_rows = {"variants": 4, "topk": len(KS), "sparsity": 10, "kge": 1, "kg-size": 2, "t": 2,
               "dim": 2}[name]
     assert len(lines) == 1 + n_rows  # header + one row per variant / K / value
-    if name == "variants":
-        assert "± " in table  # two seeds: mean ± std
+    if name == "variants":  # the tiny MKR preset has L = 1: MKR-1L is MKR
+        assert "| MKR-1L (= MKR: the preset's L is 1) | tiny |" in table
         assert "| MKR-DCN | tiny |" in table and "| MKR-stitch | tiny |" in table
+        assert len(list((project / "runs").glob("*-tiny-s0*"))) == 3
+    if name == "kge":
+        assert "± " in table  # two seeds: mean ± std
     if name == "sparsity":
         assert "| 10% | 0.868 |" in table and "| 100% | 0.917 |" in table  # Table 3 beside ours
 
@@ -166,3 +170,13 @@ def test_kge_only_trains_the_kge_task_alone(tmp_path, tiny_processed):
     trained = train_kge_only(ctx, "mkr-tiny", 0, 600)
     assert trained != pytest.approx(untrained)
     assert train_kge_only(ctx, "mkr-tiny", 0, 600) == trained  # cached, same figure
+
+
+def test_sparsity_keeps_the_training_length_in_examples(tiny_processed):
+    cfg = load_config(raw={"model": "mkr", "data": {"dataset": str(tiny_processed)},
+                           "train": {"epochs": 30, "patience": 5}})
+    assert _sparsity_extra(cfg, 1.0) == ()
+    assert _sparsity_extra(cfg, 0.1) == ("data.train_ratio=0.1", "train.epochs=300",
+                                         "train.eval_every=10")
+    assert _sparsity_extra(cfg, 0.5) == ("data.train_ratio=0.5", "train.epochs=60",
+                                         "train.eval_every=2")

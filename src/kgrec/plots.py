@@ -137,6 +137,7 @@ def plot_bars(path: str | Path, title: str, groups: Sequence[str], panels: dict[
         for ax, (ylabel, series) in zip(axes[0], panels.items(), strict=True):
             width = 0.8 / max(len(series), 1)
             lo = math.inf
+            hatches = iter(["//", "\\\\", "xx", "..", "++"] * len(series))
             for k, s in enumerate(series):
                 xs = [i + (k - (len(series) - 1) / 2) * width for i in range(len(groups))]
                 pts = [(x, y, e) for x, y, e in zip(xs, s.y, s.err or [0.0] * len(s.y), strict=True)
@@ -147,7 +148,7 @@ def plot_bars(path: str | Path, title: str, groups: Sequence[str], panels: dict[
                 lo = min(lo, *by)
                 ax.bar(bx, by, width, yerr=be if s.err is not None else None, capsize=3,
                        label=s.label, color="white" if s.paper else f"C{k}",
-                       edgecolor="0.3" if s.paper else None, hatch="//" if s.paper else None)
+                       edgecolor="0.3" if s.paper else None, hatch=next(hatches) if s.paper else None)
             ax.set_xticks(range(len(groups)), list(groups), rotation=20, ha="right", fontsize=8)
             if math.isfinite(lo) and lo > 0:
                 ax.set_ylim(bottom=max(0.0, lo - 0.1 * abs(lo) - 0.02))
