@@ -90,14 +90,19 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_curves(path: str | Path, title: str, xlabel: str, panels: dict[str, list[Series]],
-                logx: bool = False, xticks: Sequence | None = None) -> Path:
+                logx: bool = False, xticks: Sequence | None = None,
+                paper_axis: str | None = None) -> Path:
     """One subplot per entry of ``panels`` (its key is the y label), each with its series
-    as lines against ``x`` (MKR Figures 3-5, Table 3 as curves)."""
+    as lines against ``x`` (MKR Figures 3-5, Table 3 as curves). With ``paper_axis`` (a
+    label), the paper's series go on a second y axis on the right (values of another
+    dataset, whose scale would flatten ours)."""
     path = check_plot_path(path)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False)
     try:
-        for ax, (ylabel, series) in zip(axes[0], panels.items(), strict=True):
+        for ax0, (ylabel, series) in zip(axes[0], panels.items(), strict=True):
+            twin = ax0.twinx() if paper_axis and any(s.paper for s in series) else None
             for k, s in enumerate(series):
+                ax = twin if twin is not None and s.paper else ax0
                 # the paper's points are joined only where it gives a curve (not two points)
                 style = dict(linestyle="--" if len(s.x) > 2 else "none", marker="o",
                              markerfacecolor="none", color="0.35", markersize=7) \
@@ -110,6 +115,7 @@ def plot_curves(path: str | Path, title: str, xlabel: str, panels: dict[str, lis
                 xs, ys, es = zip(*pts, strict=True)
                 ax.errorbar(xs, ys, yerr=None if s.err is None else es, label=s.label,
                             capsize=3, **style)
+            ax = ax0
             if logx:
                 ax.set_xscale("log")
             if xticks is not None:
@@ -118,7 +124,12 @@ def plot_curves(path: str | Path, title: str, xlabel: str, panels: dict[str, lis
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            handles, labels = ax.get_legend_handles_labels()
+            if twin is not None:
+                twin.set_ylabel(f"{ylabel}, {paper_axis}", color="0.35")
+                more = twin.get_legend_handles_labels()
+                handles, labels = handles + more[0], labels + more[1]
+            ax.legend(handles, labels, fontsize=7, loc="best", framealpha=0.7)
         fig.suptitle(title, fontsize=10)
         return _save(fig, path)
     finally:

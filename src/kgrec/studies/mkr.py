@@ -323,7 +323,7 @@ def _sweep_result(ctx: StudyContext, key: str, title: str, what: str, xlabel: st
                                      [paper[x][i] for x in xs], paper=True))
             panels[f"test {metric.upper()}"] = series
         return plot_curves(path, f"MKR: {what}", xlabel, panels, logx=logx,
-                           xticks=values if logx else None)
+                           xticks=values if logx else None, paper_axis="paper (Bing-News)")
 
     return StudyResult(title, notes, "\n".join(rows), plot)
 
@@ -381,7 +381,7 @@ def study_sparsity(ctx: StudyContext) -> StudyResult:
         series.append(Series("paper (MovieLens-1M, Table 3)", [100 * r for r in RATIOS],
                              [PAPER_TABLE3[r] for r in RATIOS], paper=True))
         return plot_curves(path, "MKR in sparse scenarios (Table 3)", "training ratio r (%)",
-                           {"test AUC": series})
+                           {"test AUC": series}, paper_axis="paper (MovieLens-1M)")
 
     return StudyResult("MKR with less training data (MKR Table 3)", notes, "\n".join(rows), plot)
 
