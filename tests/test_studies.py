@@ -180,3 +180,4 @@ def test_sparsity_keeps_the_training_length_in_examples(tiny_processed):
                                          "train.eval_every=10")
     assert _sparsity_extra(cfg, 0.5) == ("data.train_ratio=0.5", "train.epochs=60",
                                          "train.eval_every=2")
+    assert _sparsity_extra(cfg, 0.8) == ("data.train_ratio=0.8",)  # round(1/r) = 1

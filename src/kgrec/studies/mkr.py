@@ -341,6 +341,8 @@ def _sparsity_extra(cfg, r: float) -> tuple[str, ...]:
     if r == 1.0:
         return ()
     n = max(1, round(1 / r))
+    if n == 1:
+        return (f"data.train_ratio={r:g}",)
     tc = cfg.train
     return (f"data.train_ratio={r:g}", f"train.epochs={tc.epochs * n}",
             f"train.eval_every={tc.eval_every * n}")
