@@ -91,11 +91,12 @@ def _save(fig, path: Path) -> Path:
 
 def plot_curves(path: str | Path, title: str, xlabel: str, panels: dict[str, list[Series]],
                 logx: bool = False, xticks: Sequence | None = None,
-                paper_axis: str | None = None) -> Path:
+                paper_axis: str | None = None, min_span: float | None = None) -> Path:
     """One subplot per entry of ``panels`` (its key is the y label), each with its series
     as lines against ``x`` (MKR Figures 3-5, Table 3 as curves). With ``paper_axis`` (a
     label), the paper's series go on a second y axis on the right (values of another
-    dataset, whose scale would flatten ours)."""
+    dataset, whose scale would flatten ours). ``min_span``: the left y axis covers at least
+    this range, so that noise is not magnified into a trend."""
     path = check_plot_path(path)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.6), squeeze=False)
     try:
@@ -116,6 +117,10 @@ def plot_curves(path: str | Path, title: str, xlabel: str, panels: dict[str, lis
                 ax.errorbar(xs, ys, yerr=None if s.err is None else es, label=s.label,
                             capsize=3, **style)
             ax = ax0
+            lo, hi = ax.get_ylim()
+            if min_span is not None and hi - lo < min_span:
+                mid = (lo + hi) / 2
+                ax.set_ylim(mid - min_span / 2, mid + min_span / 2)
             if logx:
                 ax.set_xscale("log")
             if xticks is not None:

@@ -323,7 +323,8 @@ def _sweep_result(ctx: StudyContext, key: str, title: str, what: str, xlabel: st
                                      [paper[x][i] for x in xs], paper=True))
             panels[f"test {metric.upper()}"] = series
         return plot_curves(path, f"MKR: {what}", xlabel, panels, logx=logx,
-                           xticks=values if logx else None, paper_axis="paper (Bing-News)")
+                           xticks=values if logx else None, paper_axis="paper (Bing-News)",
+                           min_span=0.04)
 
     return StudyResult(title, notes, "\n".join(rows), plot)
 
