@@ -458,6 +458,9 @@ def report(args, training: list[dict], recbole: dict | None, evals: list[dict]) 
         f"entities, {ML1M['relations']} relations, {ML1M['kg_train']:,} training triples, "
         f"{ML1M['aligned']:,} aligned items), seed {args.seed}. No GPU was lent: CPU only.",
     ]
+    if args.reuse is not None:
+        lines[-1] += (" RecBole and evaluation figures: from the earlier run whose output is "
+                      "`--reuse` (same machine and day).")
     if training:
         steps = training[0]["steps"]
         lines += [
@@ -507,6 +510,9 @@ def main() -> None:
     ap.add_argument("--eval-rounds", type=int, default=2)
     ap.add_argument("--recbole", default=None, metavar="PYTHON",
                     help="a Python with RecBole 1.2.1 installed (separate venv)")
+    ap.add_argument("--reuse", type=Path, default=None, metavar="JSON",
+                    help="the JSON line of an earlier run: its RecBole and evaluation parts "
+                         "stand in for those this run does not measure")
     ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
                     help="write the speed:ktup block into this markdown file")
     args = ap.parse_args()
@@ -516,6 +522,10 @@ def main() -> None:
     recbole = (bench_recbole(args.recbole, ds, split, args.rounds, args.steps)
                if args.recbole else None)
     evals = [e for w in args.eval.split(",") if w for e in bench_eval(w, args.eval_rounds)]
+    if args.reuse is not None:
+        earlier = json.loads(args.reuse.read_text().strip().splitlines()[-1])
+        recbole = recbole if recbole is not None else earlier.get("recbole")
+        evals = evals or earlier.get("eval", [])
     body = report(args, training, recbole, evals)
     print(body)
     print(json.dumps({"training": training, "recbole": recbole, "eval": evals}))

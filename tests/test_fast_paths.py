@@ -207,3 +207,18 @@ def test_bprmf_loss_and_gradients_equal_separate_lookups():
     old.backward()
     for k, g in _grads(m).items():
         assert torch.allclose(g_new[k], g, atol=1e-7), k
+
+
+def test_pairset_dense_table_equals_binary_search():
+    from kgrec.data.samplers import PairSet
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 50, 400), rng.integers(0, 30, 400)
+    dense, search = PairSet(a, b, 30), PairSet(a, b, 30, dense_limit=0)
+    assert dense.table is not None and search.table is None
+    qa = np.concatenate([rng.integers(-3, 60, 5000), a])  # unknown and out-of-range ids too
+    qb = np.concatenate([rng.integers(0, 30, 5000), b])
+    got = dense.contains(qa, qb)
+    assert np.array_equal(got, search.contains(qa, qb))
+    assert got[5000:].all() and not got[qa < 0].any()
+    assert PairSet(a[:0], b[:0], 30).contains(qa, qb).sum() == 0
