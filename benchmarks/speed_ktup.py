@@ -351,7 +351,8 @@ def bench_recbole(python: str, ds: KGDataset, split: Split, rounds: int, steps: 
         write_atomic_files(ds, split, Path(tmp))
         cmd = [python, str(HERE / "recbole_epoch.py"), "--data", tmp, "--rounds", str(rounds),
                "--steps", str(steps)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
+        # cwd: RecBole writes its log/ and log_tensorboard/ folders into the working directory
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000, cwd=tmp)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
