@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         date = datetime.now(UTC).strftime("%Y-%m-%d")
         body = (f"### JNSKR's efficiency: time to the validation-best model (issue 16)\n\n"
                 f"Command: `PYTHONPATH=src {cmd}`; machine: {machine_description()}, one "
-                f"process at a time, one thread, {date}; seed 0; every run: "
+                f"thread per run, {date}; seed 0; every run: "
                 f"`{' '.join('--set ' + s for s in DEFAULT_SETS)}` (test split not read).\n\n"
                 f"{text}\n")
         update_section(args.write, "jnskr:time", body)
