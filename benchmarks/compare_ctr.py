@@ -62,13 +62,24 @@ PAPER: dict[tuple[str, str], list[tuple[str, float, float]]] = {
 }
 
 
-def examples_to_best(m: dict, task: str = "rec") -> int | None:
-    """Training examples of ``task`` seen up to the end of the selected (best) epoch."""
-    best = m.get("best_epoch")
-    for h in m.get("history", []):
-        if best is not None and h.get("epoch") == best - 1:
-            return h.get(f"examples_{task}")
-    return None
+def examples_to_best(m: dict) -> dict[str, int]:
+    """Training examples seen per task (cumulative) up to the end of the selected (best)
+    epoch of a run's metrics; empty when the history has no such row."""
+    row = next((h for h in m.get("history", []) if h.get("epoch") == m.get("best_epoch", 0) - 1),
+               {})
+    return {k[len("examples_"):]: v for k, v in row.items() if k.startswith("examples_")}
+
+
+def _examples(runs: list[dict]) -> str:
+    """Median examples to the best epoch per task over ``runs``, e.g. ``rec 152k; kge 51k``."""
+    seen = [examples_to_best(m) for m in runs]
+    tasks = dict.fromkeys(t for ex in seen for t in ex)
+    return "; ".join(f"{t} {_count(statistics.median(ex.get(t, 0) for ex in seen))}"
+                     for t in tasks) or "-"
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
 
 
 def _paper(dataset: str, name: str, i: int) -> str:
@@ -93,8 +104,7 @@ def ctr_table(results: dict[str, dict], dataset: str, cmd: str, budget: str,
             continue
         grid = ", ".join(f"x{f:g}: {s:.4f}" for f, s, _ in r["grid"])
         secs = statistics.median(m["train_seconds"] for m in runs)
-        seen = [e for e in (examples_to_best(m) for m in runs) if e is not None]
-        ex = f"{statistics.median(seen):,.0f}" if seen else "-"
+        ex = _examples(runs)
         sel = " ".join(r["lr"] + r["extra"])
         lines.append(
             f"| {name} | {_paper(dataset, name, 1)} | {_fmt([m['test']['auc'] for m in runs])} "

@@ -32,8 +32,13 @@ def run_metrics(auc, acc, best, secs, per_epoch=100):
 
 def test_examples_to_best_reads_the_selected_epochs_row():
     cc = load()
-    assert cc.examples_to_best(run_metrics(0.7, 0.6, 3, 1.0)) == 300  # best_epoch is 1-based
-    assert cc.examples_to_best({"best_epoch": 2, "history": []}) is None
+    assert cc.examples_to_best(run_metrics(0.7, 0.6, 3, 1.0)) == {"rec": 300}  # 1-based best
+    assert cc.examples_to_best({"best_epoch": 2, "history": []}) == {}
+    two = [{"best_epoch": 1, "history": [{"epoch": 0, "examples_rec": 1000, "examples_kge": 500}]},
+           {"best_epoch": 2, "history": [{"epoch": 0, "examples_rec": 1000},
+                                         {"epoch": 1, "examples_rec": 3000, "examples_kge": 900}]}]
+    assert cc._examples(two) == "rec 2k; kge 700"  # medians over the runs
+    assert cc._count(1_234_567) == "1.23M"
 
 
 def test_table_has_mean_std_papers_values_and_budget_columns():
@@ -53,7 +58,7 @@ def test_table_has_mean_std_papers_values_and_budget_columns():
     assert cells[2] == "0.7900 ± 0.0100" and cells[4] == "0.7200 ± 0.0200"
     assert cells[5] == "train.lr=0.02"
     assert cells[6] == "x0.5: 0.7100, x1: 0.7200, x2: 0.7000"
-    assert cells[7] == "200" and cells[8] == "20; cpu"  # medians
+    assert cells[7] == "rec 200" and cells[8] == "20; cpu"  # medians
     assert "`python x`" in table
     assert cc._paper("book", "cke-ctr", 1) == "0.671 (MKR); 0.676 (HKRM)"
     assert cc._paper("lastfm", "hkrm", 2) == "-"
