@@ -91,12 +91,12 @@ def ctr_table(results: dict[str, dict], dataset: str, cmd: str, budget: str,
               machine: str = "") -> str:
     """Markdown table of the runs' test AUC / ACC (mean ± std) beside the papers' values."""
     lines = [
-        f"Test AUC / ACC on {dataset} (mean ± std over seeds {budget}); machine: {machine}, "
+        f"Test AUC / ACC on {dataset} (mean ± std over each row's seeds {budget}); machine: {machine}, "
         f"{time.strftime('%Y-%m-%d')}. Command: `{cmd}`", "",
-        "| model | paper AUC | AUC | paper ACC | ACC | selected (valid AUC) "
+        "| model | paper AUC | AUC | paper ACC | ACC | seeds | selected (valid AUC) "
         "| valid grid (lr factor: AUC) | examples to best epoch (median) "
         "| train s (median; device) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         runs = [m for m in r["runs"] if m.get("test")]
@@ -108,9 +108,22 @@ def ctr_table(results: dict[str, dict], dataset: str, cmd: str, budget: str,
         sel = " ".join(r["lr"] + r["extra"])
         lines.append(
             f"| {name} | {_paper(dataset, name, 1)} | {_fmt([m['test']['auc'] for m in runs])} "
-            f"| {_paper(dataset, name, 2)} | {_fmt([m['test']['acc'] for m in runs])} | {sel} "
+            f"| {_paper(dataset, name, 2)} | {_fmt([m['test']['acc'] for m in runs])} "
+            f"| {len(runs)} | {sel} "
             f"| {grid} | {ex} | {secs:.0f}; {r.get('device', 'cpu')} |")
     return "\n".join(lines)
+
+
+def seed_counts(models: list[str], seeds: int, spec: str) -> dict[str, int]:
+    """Seeds per model: ``seeds``, or N for the models named ``MODEL=N`` in ``spec``."""
+    counts = dict.fromkeys(models, seeds)
+    for item in filter(None, spec.split(",")):
+        name, _, n = item.partition("=")
+        if name not in counts or not n.isdigit() or int(n) < 1:
+            raise SystemExit(f"--model-seeds {item!r}: expected MODEL=N with a model of "
+                             f"--models and N >= 1")
+        counts[name] = int(n)
+    return counts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--key", default="ctr", help="docs/results.md block: KEY:DATASET")
     ap.add_argument("--lr-factors", default="0.5,1,2")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--model-seeds", default="", metavar="MODEL=N,...",
+                    help="fewer (or more) seeds for some models, e.g. mkr=1 (shown in the table)")
     ap.add_argument("--set", action="append", default=[], dest="fixed",
                     help="key=value for every run (e.g. train.max_examples.rec=250000)")
     ap.add_argument("--out", type=Path, default=Path("runs/compare"))
@@ -134,12 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     factors = [float(x) for x in args.lr_factors.split(",")]
     models = list(dict.fromkeys(m for m in args.models.split(",") if m))
     cmd = "python " + shlex.join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
-    budget = (f"0..{args.seeds - 1}; grid: each preset's learning rates x {{{args.lr_factors}}}, "
+    budget = (f"0..N-1 (N in the seeds column); grid: each preset's learning rates x {{{args.lr_factors}}}, "
               f"seed 0, selected on validation AUC; fixed for every model: "
               f"{' '.join(FIXED + args.fixed)}")
     out = args.out / args.dataset / args.key
-    res = compare(models, args.dataset, factors, args.seeds, FIXED + args.fixed, out,
-                  args.data_dir, args.configs, args.jobs)
+    n_seeds = seed_counts(models, args.seeds, args.model_seeds)
+    res: dict[str, dict] = {}
+    for n in dict.fromkeys(n_seeds.values()):  # one comparison per seed count, same folders
+        group = [m for m in models if n_seeds[m] == n]
+        res.update(compare(group, args.dataset, factors, n, FIXED + args.fixed, out,
+                           args.data_dir, args.configs, args.jobs))
+    res = {m: res[m] for m in models}
     (out / f"{args.key}-summary.json").write_text(json.dumps(
         {n: {k: v for k, v in r.items() if k != "runs"} for n, r in res.items()}, indent=2))
     table = ctr_table(res, args.dataset, cmd, budget, _machine(res, args.cuda_machine))

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import sys
 
+import pytest
 import yaml
 
 from kgrec.presets import PRESET_DIR
@@ -56,12 +57,20 @@ def test_table_has_mean_std_papers_values_and_budget_columns():
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[1] == "0.768 (MKR)" and cells[3] == "0.691 (MKR)"
     assert cells[2] == "0.7900 ± 0.0100" and cells[4] == "0.7200 ± 0.0200"
-    assert cells[5] == "train.lr=0.02"
-    assert cells[6] == "x0.5: 0.7100, x1: 0.7200, x2: 0.7000"
-    assert cells[7] == "rec 200" and cells[8] == "20; cpu"  # medians
+    assert cells[5] == "3" and cells[6] == "train.lr=0.02"
+    assert cells[7] == "x0.5: 0.7100, x1: 0.7200, x2: 0.7000"
+    assert cells[8] == "rec 200" and cells[9] == "20; cpu"  # medians
     assert "`python x`" in table
     assert cc._paper("book", "cke-ctr", 1) == "0.671 (MKR); 0.676 (HKRM)"
     assert cc._paper("lastfm", "hkrm", 2) == "-"
+
+
+def test_seed_counts():
+    cc = load()
+    assert cc.seed_counts(["a", "b"], 3, "b=1") == {"a": 3, "b": 1}
+    for bad in ("c=1", "b=0", "b"):
+        with pytest.raises(SystemExit):
+            cc.seed_counts(["a", "b"], 3, bad)
 
 
 def test_comparison_end_to_end_on_tiny_data(tmp_path, capsys):
@@ -78,7 +87,7 @@ def test_comparison_end_to_end_on_tiny_data(tmp_path, capsys):
     argv = ["--dataset", "tiny", "--models", "ncf,fm-ctr", "--seeds", "2",
             "--lr-factors", "0.5,4", "--configs", str(configs), "--out", str(tmp_path / "out"),
             "--set", "train.epochs=3", "--set", "train.max_examples.rec=400",
-            "--write-results", str(results)]
+            "--model-seeds", "fm-ctr=1", "--write-results", str(results)]
     cc.main(argv)
     out = tmp_path / "out" / "tiny" / "ctr"
     summary = json.loads((out / "ctr-summary.json").read_text())
@@ -87,7 +96,9 @@ def test_comparison_end_to_end_on_tiny_data(tmp_path, capsys):
         assert [g[0] for g in grid] == [0.5, 4.0]
         f = summary[name]["factor"]
         assert f == max(grid, key=lambda g: g[1])[0]
-        for seed in (0, 1):
+        seeds = (0,) if name == "fm-ctr" else (0, 1)
+        assert not (out / f"{name}-lr{f:g}-s{len(seeds)}").exists()
+        for seed in seeds:
             m = json.loads((out / f"{name}-lr{f:g}-s{seed}" / "metrics.json").read_text())
             assert m["seed"] == seed and 0 <= m["test"]["auc"] <= 1
             assert "topk" not in m  # eval.protocols=[ctr] for every run (FIXED)
@@ -96,7 +107,10 @@ def test_comparison_end_to_end_on_tiny_data(tmp_path, capsys):
             assert cfg["train"]["monitor"] == "valid.auc"
         assert not (out / f"{name}-lr{[g[0] for g in grid if g[0] != f][0]:g}-s1").exists()
     text = results.read_text()
-    assert "<!-- ctr:tiny -->" in text and "| ncf |" in text and "| fm-ctr |" in text
+    assert "<!-- ctr:tiny -->" in text
+    rows = {r.split("|")[1].strip(): r.split("|")[6].strip() for r in text.splitlines()
+            if r.startswith("| ncf") or r.startswith("| fm-ctr")}
+    assert rows == {"ncf": "2", "fm-ctr": "1"}  # the seeds column
     assert "train.max_examples.rec=400" in text
     # a second call reuses every finished run
     stamp = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
