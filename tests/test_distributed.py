@@ -38,8 +38,8 @@ from kgrec.training.trainer import Trainer
 from .conftest import REPO, write_processed
 
 MODELS = {
-    # l2_weight 0: MKR's lambda_2 term sums over the batch rows (see Model.batch_reduction)
-    "mkr": ({"dim": 4, "n_low_layers": 1, "l2_weight": 0.0},
+    # l2_weight > 0: MKR's lambda_2 term sums over the batch rows (batch_share, Model.batch_reduction)
+    "mkr": ({"dim": 4, "n_low_layers": 1, "l2_weight": 0.05},
             {"lr": {"rec": 0.02, "kge": 0.01}, "schedule": [["rec", 2], ["kge", 1]]},
             {"protocols": ["ctr", "topk"], "ks": [1, 5]}, None),
     # corrupt "both": the default draws a head-or-tail coin per triple in forward (like dropout)

@@ -64,6 +64,8 @@ class Model(nn.Module):
     #: batch plus batch-independent terms. ``"sum"``: the batch carries ``loss_scale``
     #: (``world``, or 0 for a rank without rows) and ``forward`` multiplies the terms that
     #: sum over batch rows by it, leaving batch-independent terms (regularisers) as they are.
+    #: A ``"mean"`` model whose loss also has a term summed over the batch rows divides that
+    #: term by ``batch["batch_share"]`` (``rows_rank / rows_batch``, set on distributed steps).
     batch_reduction: ClassVar[str] = "mean"
 
     @classmethod

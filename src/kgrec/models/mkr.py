@@ -296,7 +296,8 @@ class MKR(Model):
             u = self.user_latent(batch["users"])
             v = self.item_latent(batch["items"])
             loss = F.binary_cross_entropy_with_logits(self._f_rs(u, v), batch["labels"])
-            return loss + self.l2_weight * _sq(u, v, *self._l2_params["rec"])
+            rows = _sq(u, v) / batch.get("batch_share", 1.0)  # a sum over the global batch's rows
+            return loss + self.l2_weight * (rows + _sq(*self._l2_params["rec"]))
         if task == "kge":
             h, t_hat = self.predict_tail(batch["heads"], batch["relations"])
             tails = batch["tails"]
@@ -309,7 +310,8 @@ class MKR(Model):
             if self.kge_negatives:
                 loss = loss + scores[n:].mean()
             t = t_all[:n]
-            return self.kge_weight * loss + self.l2_weight * _sq(h, t, *self._l2_params["kge"])
+            rows = _sq(h, t) / batch.get("batch_share", 1.0)
+            return self.kge_weight * loss + self.l2_weight * (rows + _sq(*self._l2_params["kge"]))
         raise ValueError(f"MKR has no task {task!r}")
 
     @torch.no_grad()

@@ -300,6 +300,8 @@ class Trainer:
             scale = float(self.world) if self.model.batch_reduction == "sum" else self.world * share
         if self.model.batch_reduction == "sum":
             part = {**part, "loss_scale": scale}
+        else:  # for terms that sum over the batch rows inside a "mean" loss (MKR's lambda_2)
+            part = {**part, "batch_share": share if share > 0 else 1.0}
         return part, scale
 
     def _wrap(self) -> None:
