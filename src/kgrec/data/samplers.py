@@ -107,6 +107,10 @@ class Sampler:
         """Hook adding sampled fields (negatives) to a batch."""
         return batch
 
+    def examples(self, batch: dict[str, Tensor]) -> int:
+        """Training examples in ``batch`` (``train.max_examples`` counts these): its rows."""
+        return len(next(v for v in batch.values() if torch.is_tensor(v)))
+
     def shard(self, batch: dict[str, Tensor], rank: int, world: int) -> tuple[dict[str, Tensor], float]:
         """Rank ``rank``'s part of a global ``batch`` for a distributed step, and its share
         of the batch's rows.

@@ -204,7 +204,9 @@ class Trainer:
                 for k, v in batch.items()}
 
     def _count(self, task: str, batch: dict) -> None:
-        n = len(next(v for v in batch.values() if torch.is_tensor(v)))
+        count = getattr(self.samplers.get(task), "examples", None)
+        n = count(batch) if count is not None else \
+            len(next(v for v in batch.values() if torch.is_tensor(v)))
         self.state.examples[task] = self.state.examples.get(task, 0) + n
 
     def budget_spent(self) -> bool:
