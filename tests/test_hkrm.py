@@ -7,7 +7,14 @@ import torch
 from kgrec.data.dataset import KGDataset, Split
 from kgrec.errors import ConfigError
 from kgrec.models import get_model_class
-from kgrec.models.hkrm import HKRM, attribute_fields, masked_kl, masked_softmax, user_queries
+from kgrec.models.hkrm import (
+    HKRM,
+    attribute_fields,
+    masked_cross_entropy,
+    masked_kl,
+    masked_softmax,
+    user_queries,
+)
 
 torch.set_num_threads(1)
 
@@ -112,7 +119,8 @@ def explicit_score(model: HKRM, user: int, item: int) -> float:
     w = torch.softmax(torch.stack([p[i] / len(query) for i in query]), 0)
     s_q = sum(w[k] * E[i] for k, i in enumerate(query))
     per_item = [fields(i) for i in query]
-    o_q = [sum(f[0][j] for f in per_item) / len(query) for j in range(nf)]
+    scale = 1.0 / len(query) if model.query_agg == "mean" else 1.0
+    o_q = [sum(f[0][j] for f in per_item) * scale for j in range(nf)]
     m_q = [any(f[1][j] for f in per_item) for j in range(nf)]
     s_t = E[item]
     o_t, m_t = fields(item)
@@ -122,8 +130,9 @@ def explicit_score(model: HKRM, user: int, item: int) -> float:
     return float(s_q @ s_t + s_q @ a_t + a_q @ s_t + a_q @ a_t)
 
 
-def test_score_matches_explicit_equations():
-    model = make_model()
+@pytest.mark.parametrize("query_agg", ["sum", "mean"])
+def test_score_matches_explicit_equations(query_agg):
+    model = make_model(query_agg=query_agg)
     users = torch.tensor([0, 0, 1, 2, 1])
     items = torch.tensor([5, 2, 0, 3, 1])
     got = model.score(users, items).detach()
@@ -160,7 +169,7 @@ def test_masked_kl_hand_computed():
 
 
 def test_kl_loss_signed_by_label_with_margin():
-    model = make_model(kl_margin=0.5)
+    model = make_model(kl_margin=0.5, kl_form="hinge")
     qs = {"logits": torch.log(torch.tensor([[0.2, 0.8], [0.2, 0.8], [0.9, 0.1]])),
           "mask": torch.ones(3, 2, dtype=torch.bool)}
     ts = {"logits": torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.1, 0.9]])),
@@ -270,3 +279,123 @@ def test_explain_and_heatmap(tmp_path):
 
 def test_only_variants_with_attributes_explain():
     assert make_model().can_explain and not make_model(variant="item").can_explain
+
+
+def test_masked_cross_entropy_hand_computed():
+    lp = torch.tensor([[math.log(0.2), math.log(0.8), 5.0]])
+    lq = torch.tensor([[math.log(0.5), math.log(0.5), -3.0]])
+    mask = torch.tensor([[True, True, False]])
+    want = -(0.2 * math.log(0.5) + 0.8 * math.log(0.5))
+    assert float(masked_cross_entropy(lp, lq, mask)[0]) == pytest.approx(want, abs=1e-6)
+    # KL = cross-entropy - entropy of the first distribution (the term Eq. 9 omits)
+    ent = -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))
+    assert float(masked_kl(lp, lq, mask)[0]) == pytest.approx(want - ent, abs=1e-6)
+    assert float(masked_cross_entropy(lp, lq, torch.zeros_like(mask))[0]) == 0.0
+
+
+@pytest.mark.parametrize("form", ["hinge", "kl", "cross_entropy", "contrastive"])
+def test_kl_forms_hand_computed(form):
+    model = make_model(kl_margin=0.9, kl_form=form)
+    qs = {"logits": torch.log(torch.tensor([[0.2, 0.8], [0.2, 0.8], [0.9, 0.1]])),
+          "mask": torch.ones(3, 2, dtype=torch.bool)}
+    ts = {"logits": torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.1, 0.9]])),
+          "mask": torch.ones(3, 2, dtype=torch.bool)}
+    labels = torch.tensor([1.0, 0.0, 0.0])
+    kl = [0.2 * math.log(0.2 / 0.5) + 0.8 * math.log(0.8 / 0.5)] * 2
+    kl.append(0.9 * math.log(9) + 0.1 * math.log(1 / 9))
+    ce = [math.log(2), math.log(2), -(0.9 * math.log(0.1) + 0.1 * math.log(0.9))]
+    d = ce if form in ("cross_entropy", "contrastive") else kl
+    neg = form in ("hinge", "contrastive")
+    want = (d[0] + (max(0.0, 0.9 - d[1]) + max(0.0, 0.9 - d[2])) * neg) / 3
+    assert model.kl_loss(qs, ts, labels).item() == pytest.approx(want, abs=1e-6)
+
+
+def _trained(steps: int = 15, seed: int = 0, **kw) -> HKRM:
+    model = make_model(seed=seed, **kw)
+    rows = torch.from_numpy(INTER)
+    batch = {"users": rows[:, 0], "items": rows[:, 1], "labels": rows[:, 2].float()}
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(batch, "rec").backward()
+        opt.step()
+    return model
+
+
+@pytest.mark.parametrize("arg, value", [
+    ("kl_form", "kl"), ("kl_form", "hinge"), ("kl_form", "contrastive"),
+    ("l2_scope", "eq12"), ("query_agg", "mean"), ("temperature", 3.0), ("kl_margin", 3.0),
+    ("lambda_1", 0.3), ("lambda_2", 0.1), ("field_agg", "mean"),
+])
+def test_every_hyper_parameter_changes_training(arg, value):
+    common = {"lambda_2": 1e-2, "kl_form": "hinge" if arg == "kl_margin" else "cross_entropy"}
+    base = _trained(**common)
+    other = _trained(**{**common, arg: value})
+    moved = (base.entity.weight - other.entity.weight).abs().max().item()
+    assert moved > 1e-4
+
+
+def test_l2_scope_eq12_divides_by_the_training_rows():
+    table, eq12 = make_model(), make_model(l2_scope="eq12")
+    assert eq12.n_train == len(INTER)
+    assert eq12.l2().item() == pytest.approx(table.l2().item() / len(INTER), rel=1e-6)
+    for bad in ({"kl_form": "js"}, {"l2_scope": "rows"}, {"n_train": 0}):
+        with pytest.raises(ConfigError):
+            make_model(**bad)
+
+
+def planted_field_data(seed: int = 0, n_users: int = 60, n_items: int = 40, n_fields: int = 3,
+                       n_values: int = 4, noise: float = 0.15) -> tuple[KGDataset, Split]:
+    """Every item has a value in each of ``n_fields`` fields and one *important* field k_t;
+    every user a favourite field f_u; the label is ``k_t == f_u`` flipped with probability
+    ``noise``. 70% of the (user, item) pairs train, the rest validate."""
+    rng = np.random.default_rng(seed)
+    k, f = rng.integers(0, n_fields, n_items), rng.integers(0, n_fields, n_users)
+    items, fields = np.meshgrid(np.arange(n_items), np.arange(n_fields), indexing="ij")
+    values = n_items + fields * n_values + rng.integers(0, n_values, fields.shape)
+    kg = np.stack([items.ravel(), fields.ravel(), values.ravel()], 1)
+    u, t = (a.ravel() for a in np.meshgrid(np.arange(n_users), np.arange(n_items),
+                                           indexing="ij"))
+    y = (k[t] == f[u]) ^ (rng.random(len(u)) < noise)
+    rows = np.stack([u, t, y.astype(np.int64)], 1)[rng.permutation(len(u))]
+    ds = KGDataset(name="planted", interactions=rows, triples=kg,
+                   item_entity=np.arange(n_items), n_users=n_users, n_items=n_items,
+                   n_entities=n_items + n_fields * n_values, n_relations=n_fields)
+    cut = int(0.7 * len(rows))
+    return ds, Split(train=rows[:cut], valid=rows[cut:], test=rows[:0])
+
+
+def _zeroing_effect(steps: int = 60, **kw) -> tuple[float, float, float]:
+    """Train on :func:`planted_field_data`; return validation AUC, the AUC with every
+    proximity logit set to 0 (uniform P(A|q), P_hat(A|t) over each side's fields), and the
+    mean |score change| in units of the scores' std."""
+    from kgrec.evaluation.ctr import auc
+
+    ds, split = planted_field_data()
+    torch.manual_seed(0)
+    model = HKRM.build(ds, split, dim=8, **kw)
+    rows = torch.from_numpy(split.train)
+    batch = {"users": rows[:, 0], "items": rows[:, 1], "labels": rows[:, 2].float()}
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(batch, "rec").backward()
+        opt.step()
+    valid = torch.from_numpy(split.valid)
+    with torch.no_grad():
+        s = model.score(valid[:, 0], valid[:, 1])
+        model.proximity_logits = lambda o, s_: torch.zeros(o.shape[:2], dtype=o.dtype)
+        z = model.score(valid[:, 0], valid[:, 1])
+    y = split.valid[:, 2]
+    return auc(y, s.numpy()), auc(y, z.numpy()), float((s - z).abs().mean() / s.std())
+
+
+def test_trained_proximities_change_scores_and_the_metric():
+    # the chosen reading (literal sum of Eq. 4, Eq. 9 as written): the mechanism acts
+    auc_, zeroed, moved = _zeroing_effect(query_agg="sum", kl_form="cross_entropy")
+    assert auc_ > 0.75
+    assert moved > 0.2
+    assert zeroed < auc_ - 0.01
+    # under the mean of Eq. 4 the logits stay small and zeroing them hardly matters
+    auc_m, zeroed_m, moved_m = _zeroing_effect(query_agg="mean")
+    assert moved_m < moved / 2 and abs(zeroed_m - auc_m) < (auc_ - zeroed) / 2

@@ -364,3 +364,57 @@ def test_item_table_separate_uses_the_item_rows():
         make_model(kg_heads="all", item_table="separate")
     with pytest.raises(ConfigError):
         make_model(kg_heads="heads")
+
+
+def test_examples_count_observed_pairs_and_cap_training(tiny_processed, tmp_path):
+    """``train.max_examples`` counts a JNSKR batch's observed pairs (as BPRMF's rows), not
+    its items: one epoch is every training pair once."""
+    from kgrec.config import load_config
+    from kgrec.training.experiment import prepare_data, run
+
+    raw = {"model": "jnskr", "model_args": {"dim": 4, "c0": 2.0, "c1": 2.0},
+           "data": {"dataset": str(tiny_processed), "layout": "processed", "split": "per_user",
+                    "negatives": "drop"},
+           "train": {"epochs": 3, "batch_size": 4, "optimizer": "adagrad", "lr": 0.05,
+                     "threads": 1, "monitor": "valid.recall@5"},
+           "eval": {"protocols": ["topk"], "ks": [5]}, "seed": 0}
+    cfg = load_config(raw=raw)
+    ds, split = prepare_data(cfg)
+    n_pairs = len(np.unique(split.train[split.train[:, 2] == 1, :2], axis=0))
+    s = make_sampler("jnskr", ds, split, batch_size=4)
+    batches = list(s.epoch(0))
+    assert sum(s.examples(b) for b in batches) == n_pairs
+    assert n_pairs > len(batches[0]["items"]) * len(batches)  # items would undercount
+    m = run(cfg, tmp_path / "full", progress=False)
+    assert [h["examples_rec"] for h in m["history"]] == [n_pairs * k for k in (1, 2, 3)]
+    cap = n_pairs + 1  # stops one step into the second epoch
+    raw["train"]["max_examples"] = {"rec": cap}
+    m = run(load_config(raw=raw), tmp_path / "cap", progress=False)
+    assert m["epochs"] == 2 and cap <= m["examples"]["rec"] < 2 * n_pairs
+
+
+def _jnskr_time():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "jnskr_time.py"
+    spec = importlib.util.spec_from_file_location("jnskr_time", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_jnskr_time_summary_and_config_fallback():
+    mod = _jnskr_time()
+    history = [{"epoch": 0, "examples_rec": 10, "valid_recall@20": 0.1, "seconds": 2.0},
+               {"epoch": 1, "examples_rec": 20, "valid_recall@20": 0.3, "seconds": 3.0},
+               {"epoch": 2, "examples_rec": 30, "valid_recall@20": 0.3, "seconds": 4.0},
+               {"epoch": 3, "examples_rec": 40, "valid_recall@20": 0.2, "seconds": 5.0}]
+    s = mod.summarise({"history": history, "train_seconds": 8.0})
+    assert s == {"epochs": 4, "best_epoch": 2, "valid_recall@20": 0.3, "s_per_epoch": 2.0,
+                 "train_s_to_best": 4.0, "wall_s_to_best": 5.0, "examples_to_best": {"rec": 20}}
+    raw, source = mod.raw_config("jnskr", "dbbook2014")
+    assert source == "jnskr-dbbook2014" and raw["data"]["layout"] == "ktup"
+    raw, source = mod.raw_config("mkr", "dbbook2014")  # no preset: -book's with dbbook data
+    assert raw["model"] == "mkr" and raw["data"]["dataset"] == "dbbook2014"
+    assert "bprmf-dbbook2014" in source

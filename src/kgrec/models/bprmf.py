@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -89,7 +90,9 @@ class BPRMF(Model):
         if task != "rec":
             raise ValueError(f"bprmf has no task {task!r}")
         u = self.user_emb(batch["users"])
-        ip, in_ = self.item_emb(batch["pos_items"]), self.item_emb(batch["neg_items"])
+        # one lookup for both item sides: each lookup costs a dense zero gradient of the table
+        ip, in_ = self.item_emb(torch.cat([batch["pos_items"], batch["neg_items"]])).split(
+            len(batch["users"]))
         loss = bpr_loss((u * ip).sum(-1), (u * in_).sum(-1))
         if self.l2 > 0:
             loss = loss + self.l2 * sq_norms(u, ip, in_)

@@ -36,8 +36,10 @@ Readings taken where the summary paper is silent, following the authors' TensorF
   c0 / n_items``, ``w-_h = c1 / n_heads``) or ``popularity`` (authors' default):
   ``c-_v = c0 f_v^p / sum_j f_j^p`` with ``f_v`` the item's training interactions and
   ``p = 0.5``; likewise ``w-_h = c1 n_h^p / sum_k n_k^p`` with ``n_h`` the triples headed by
-  ``h`` (the authors' ``caculate_weight`` uses the *item* frequencies in the KG weights'
-  numerator, a typo we do not copy). ``c0``/``c1`` are thus the total negative weight.
+  ``h`` (as the authors' ``caculate_weight`` since its fix of 2020-09-17, commit c9c2bca;
+  before it the KG weights' numerator used the *item* frequencies). ``c0``/``c1`` are thus
+  the total negative weight, not a per-item one: the authors' ``c0 = 300, c1 = 600``
+  (Amazon-book; Yelp2018 ``1000, 7000``) are totals over 24,915 (45,538) items.
 * The paper's "node dropout of rho on q_v" is applied as in the authors' code: element-wise
   dropout on ``e_v`` (``dropout``, keep 0.8 there) and on the attentive sum ``e_{N_v}``
   (``kg_dropout``, keep 0.7), the latter also on the head embeddings of ``L_KG``.
@@ -62,6 +64,14 @@ Readings taken where the summary paper is silent, following the authors' TensorF
 * ``N_v`` is capped at ``max_triples`` triples per item, a subset drawn once with
   ``triple_seed`` (the authors truncate at the 99.99th percentile of the counts). ``L_KG``
   always uses every triple.
+* Training settings of the authors' ``Main_JNSKR.py`` (the presets' defaults, each with its
+  source in the preset's ``notes``): 256 items per step, Adagrad lr 0.05 (their initial
+  accumulator 1e-8, torch's 0), dimension 64, dropout keep 0.8/0.7, ``coefficient [1,
+  0.01]`` (``mu``), at most 101 epochs, test Recall@10 every 10 epochs with a stop after 5
+  evaluations without gain and the best test epoch reported; the presets select on
+  validation Recall@20 instead. Their batches hold only items that have both training
+  users *and* KG triples (``get_train_instances``), so an item without triples is never
+  trained; here every item with a training positive is.
 
 Training task ``"rec"`` with the ``"jnskr"`` sampler: each batch carries ``batch_size``
 items that have training positives, a share of the items without any (they still enter the
@@ -228,6 +238,12 @@ class JNSKRSampler(Sampler):
 
     def __len__(self) -> int:
         return max(1, math.ceil(self.n / self.batch_size))
+
+    def examples(self, batch: dict[str, Tensor]) -> int:
+        """The batch's observed ``(user, item)`` pairs: one epoch counts every training pair
+        once, as one epoch of a sampled model (BPRMF) does, so ``train.max_examples`` caps
+        both alike (a JNSKR step also sees every unobserved pair of its items)."""
+        return len(batch["pos_users"])
 
     def shard(self, batch: dict[str, Tensor], rank: int, world: int) -> tuple[dict[str, Tensor], float]:
         """Contiguous slices of the batch's items and of its heads, with their observed

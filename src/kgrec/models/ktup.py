@@ -62,7 +62,7 @@ class KTUP(PreferenceTranslation, TransH):
                  item_entity: Sequence[int] | np.ndarray | None = None,
                  triples: np.ndarray | None = None, relation_names: list[str] | None = None,
                  head_prob: np.ndarray | None = None, pretrained: str | list[str] | None = None,
-                 chunk_elems: int = 1 << 22) -> None:
+                 chunk_elems: int = 1 << 18) -> None:
         TransH.__init__(self, n_entities, n_relations, dim, margin, norm, corrupt,
                         soft_constraint, head_prob, n_users, n_items)
         _check_induction(induction, tau, norm)

@@ -41,7 +41,13 @@ from kgrec.models.base import Model, register_model
 
 def transe_distance(h: Tensor, r: Tensor, t: Tensor, norm: int = 1) -> Tensor:
     """Row-wise ``||h + r - t||_p`` over the last dimension (broadcasting allowed)."""
-    return torch.linalg.vector_norm(h + r - t, ord=norm, dim=-1)
+    return lp_norm(h + r - t, norm)
+
+
+def lp_norm(x: Tensor, norm: int) -> Tensor:
+    """``||x||_1`` (as ``|x|.sum``: about 3x faster on CPU than ``vector_norm(ord=1)``, the
+    same gradient ``sign(x)``) or ``||x||_2`` over the last dimension."""
+    return x.abs().sum(-1) if norm == 1 else torch.linalg.vector_norm(x, ord=norm, dim=-1)
 
 
 def pairwise_distance(queries: Tensor, keys: Tensor, norm: int = 1) -> Tensor:
@@ -136,28 +142,41 @@ class TranslationalKGModel(Model):
     # --- shared -----------------------------------------------------------------------------
     def triple_distance(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
         """``f(h, r, t)`` of index tensors, shape ``(B,)``: lower means more plausible."""
-        he, te = self.entity_emb(h), self.entity_emb(t)
-        return transe_distance(self.project(he, r), self.translation(r), self.project(te, r),
-                               self.norm)
+        return self.rows_distance(self.entity_emb(h), r, self.entity_emb(t))
+
+    def rows_distance(self, he: Tensor, r: Tensor, te: Tensor) -> Tensor:
+        """``f`` of gathered head and tail rows ``he, te (B, d)`` and relation ids ``r``:
+        ``||P_r(h - t) + r||``, one projection of the difference (every model's projection
+        is linear, so ``P_r h - P_r t = P_r (h - t)``)."""
+        return lp_norm(self.project(he - te, r) + self.translation(r), self.norm)
 
     def kg_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """Margin ranking loss (Eq. 4) plus soft constraints, averaged over the batch."""
+        """Margin ranking loss (Eq. 4) plus soft constraints, averaged over the batch.
+
+        The entity rows of the batch (true and corrupted heads and tails) are gathered in
+        one lookup: each lookup of an ``nn.Embedding`` costs a dense zero gradient of the
+        whole table in backward, which made most of a KTUP step's time on 14,708 entities.
+        """
         h, r, t = batch["heads"], batch["relations"], batch["tails"]
         nh, nt = batch["corrupt_heads"], batch["corrupt_tails"]
-        pos = self.triple_distance(h, r, t)
         if self.corrupt == "both":
-            hinge = 0.5 * (F.relu(pos + self.margin - self.triple_distance(nh, r, t))
-                           + F.relu(pos + self.margin - self.triple_distance(h, r, nt)))
-            ents = torch.cat([h, t, nh, nt])
+            rows = self.entity_emb(torch.cat([h, t, nh, nt]))
+            he, te, nhe, nte = rows.split(len(h))
+            pos = self.rows_distance(he, r, te)
+            hinge = 0.5 * (F.relu(pos + self.margin - self.rows_distance(nhe, r, te))
+                           + F.relu(pos + self.margin - self.rows_distance(he, r, nte)))
         else:
-            p = self.head_prob[r] if self.corrupt == "bern" else torch.full_like(pos, 0.5)
-            head = torch.rand(pos.shape, device=pos.device) < p
+            p = (self.head_prob[r] if self.corrupt == "bern"
+                 else torch.full(h.shape, 0.5, device=h.device))
+            head = torch.rand(h.shape, device=h.device) < p
             nh2, nt2 = torch.where(head, nh, h), torch.where(head, t, nt)
-            hinge = F.relu(pos + self.margin - self.triple_distance(nh2, r, nt2))
-            ents = torch.cat([h, t, nh2, nt2])
+            rows = self.entity_emb(torch.cat([h, t, nh2, nt2]))
+            he, te, nhe, nte = rows.split(len(h))
+            pos = self.rows_distance(he, r, te)
+            hinge = F.relu(pos + self.margin - self.rows_distance(nhe, r, nte))
         loss = hinge.mean()
         if self.soft_constraint > 0:
-            reg = norm_penalty(self.entity_emb(ents)) + norm_penalty(self.translation(r))
+            reg = norm_penalty(rows) + norm_penalty(self.translation(r))
             loss = loss + self.soft_constraint * (reg + self.constraint(r))
         return loss
 

@@ -19,7 +19,6 @@ from kgrec.models.transe import (
     TranslationalKGModel,
     init_embedding,
     norm_penalty,
-    transe_distance,
 )
 
 
@@ -70,11 +69,6 @@ class TransR(TranslationalKGModel):
         mats = self.rel_proj[rels].unbind(0)  # one gather, one scatter in backward
         out = torch.cat([x @ m for x, m in zip(parts, mats, strict=True)])
         return out[torch.argsort(order)].reshape(*shape, self.relation_dim)
-
-    def triple_distance(self, h: Tensor, r: Tensor, t: Tensor) -> Tensor:
-        """``||h M_r + r - t M_r||`` with heads and tails projected in one call."""
-        he, te = self.project(self.entity_emb(torch.stack([h, t])), r).unbind(0)
-        return transe_distance(he, self.translation(r), te, self.norm)
 
     def translation(self, r: Tensor) -> Tensor:
         return self.relation_emb(r)

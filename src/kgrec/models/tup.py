@@ -36,7 +36,7 @@ from torch import Tensor
 
 from kgrec.errors import ConfigError
 from kgrec.models.base import Model, register_model
-from kgrec.models.transe import init_embedding
+from kgrec.models.transe import init_embedding, lp_norm
 from kgrec.models.transh import orthogonality_penalty, transh_project
 
 
@@ -52,6 +52,49 @@ def st_gumbel_softmax(logits: Tensor, tau: float = 1.0, noise: bool = True) -> T
     y = F.softmax(logits / tau, dim=-1)
     hard = F.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
     return hard + (y - y.detach())  # exactly ``hard`` in the forward pass
+
+
+def translation_distances(users: Tensor, items: Tensor, prefs: Tensor, normals: Tensor,
+                          hard: bool, norm: int, chunk_elems: int = 1 << 18) -> Tensor:
+    """``g(u, i; p)`` of every row of ``users (U, d)`` with every row of ``items (I, d)``,
+    shape ``(U, I)``, with deterministic induction (soft attention, or the argmax
+    preference when ``hard``): the full-ranking form of
+    :meth:`PreferenceTranslation.pair_distance`, equal to it up to float rounding.
+
+    Only the part that needs a ``d``-vector per pair is done per pair. With ``a`` the
+    pair's attention over the ``K`` preferences, ``x = u - i`` and ``w = sum_k a_k w_k``
+    the unnormalised induced normal:
+
+    * ``phi = u^T p_k + i^T p_k`` (Eq. 8): ``U x K`` and ``I x K`` products, once;
+    * the projection of Eq. 12-13 with unit ``w / ||w||`` is ``x - c w`` with
+      ``c = x^T w / ||w||^2``, where ``x^T w = sum_k a_k (w_k^T u - w_k^T i)`` and
+      ``||w||^2 = a^T (W W^T) a``: ``K``-dim work per pair;
+    * ``u_perp + p - i_perp = x + [a, -c a] [P; W]``: one matrix product per chunk of
+      users, accumulated into ``x``, then its L1 (or L2) norm.
+
+    Users go in chunks whose ``(chunk, I, max(d, 2K))`` tensors stay below
+    ``chunk_elems`` elements (default ``2**18``, about 1 MB: one user at a time on Last.FM,
+    whose pair tensors then stay in the CPU's cache; faster than ``2**22`` here).
+    """
+    n, d = items.shape
+    k = prefs.shape[0]
+    u_logit, i_logit = users @ prefs.T, items @ prefs.T
+    u_norm, i_norm = users @ normals.T, items @ normals.T
+    gram = normals @ normals.T
+    basis = torch.cat([prefs, normals])  # (2K, d)
+    step = max(1, chunk_elems // max(n * max(d, 2 * k), 1))
+    out = []
+    for s in range(0, len(users), step):
+        logits = u_logit[s:s + step, None, :] + i_logit[None]  # (c, I, K)
+        a = F.one_hot(logits.argmax(-1), k).to(logits.dtype) if hard else logits.softmax(-1)
+        xw = (a * (u_norm[s:s + step, None, :] - i_norm[None])).sum(-1)
+        ww = ((a @ gram) * a).sum(-1)
+        coef = xw / ww.clamp_min(1e-24)  # F.normalize's eps 1e-12 on ||w||, squared
+        mix = torch.cat([a, a * -coef[..., None]], -1)  # (c, I, 2K)
+        x = users[s:s + step, None, :] - items[None]  # (c, I, d)
+        x = torch.baddbmm(x, mix, basis.expand(len(x), -1, -1))
+        out.append(x.abs_().sum(-1) if norm == 1 else torch.linalg.vector_norm(x, dim=-1))
+    return torch.cat(out) if out else users.new_zeros(0, n)
 
 
 class PreferenceTranslation:
@@ -103,14 +146,16 @@ class PreferenceTranslation:
             a = self.attention(logits, stochastic)
             p, w = (a @ torch.cat([prefs, normals], 1)).split(prefs.shape[1], -1)
         diff = transh_project(u - i, w) + p  # u_perp - i_perp: the projection is linear
-        return torch.linalg.vector_norm(diff, ord=self.norm, dim=-1)
+        return lp_norm(diff, self.norm)
 
     def rec_loss(self, batch: dict[str, Tensor]) -> Tensor:
         """BPR loss of Eq. 15 plus the soft constraint and L2 terms."""
         u = self.user_emb(batch["users"])
-        ip, ineg = self.item_vectors(batch["pos_items"]), self.item_vectors(batch["neg_items"])
-        noisy = self.training
-        g_pos, g_neg = self.pair_distance(u, ip, noisy), self.pair_distance(u, ineg, noisy)
+        # both item sides in one lookup per table and one pair_distance call (each lookup
+        # costs a dense zero gradient of the table in backward; see kg_loss of transe.py)
+        iv = self.item_vectors(torch.cat([batch["pos_items"], batch["neg_items"]]))
+        g_pos, g_neg = self.pair_distance(u.repeat(2, 1), iv, self.training).split(len(u))
+        ip, ineg = iv.split(len(u))
         loss = -F.logsigmoid(g_neg - g_pos).mean()
         if self.soft_constraint > 0:
             loss = loss + self.soft_constraint * orthogonality_penalty(*self.preference_tables())
@@ -125,14 +170,11 @@ class PreferenceTranslation:
         return -self.pair_distance(self.user_emb(users), self.item_vectors(items))
 
     def score_all(self, users: Tensor) -> Tensor:
-        """``-g`` of every item for each user, ``(B, n_items)``, in chunks of users so that
-        the ``(chunk, n_items, d)`` pair tensors stay below ``chunk_elems`` elements."""
-        u_all, items = self.user_emb(users), self.all_items()
-        n, d = items.shape
-        step = max(1, self.chunk_elems // max(n * d, 1))
-        out = [-self.pair_distance(u_all[s:s + step, None, :], items[None, :, :])
-               for s in range(0, len(users), step)]
-        return torch.cat(out) if out else u_all.new_zeros(0, n)
+        """``-g`` of every item for each user, ``(B, n_items)``: :func:`translation_distances`
+        (chunks of users below ``chunk_elems`` elements)."""
+        prefs, normals = self.preference_tables()
+        return -translation_distances(self.user_emb(users), self.all_items(), prefs, normals,
+                                      self.induction == "hard", self.norm, self.chunk_elems)
 
     @torch.no_grad()
     def preference_weights(self, user: int, items: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
@@ -176,7 +218,7 @@ class TUP(PreferenceTranslation, Model):
 
     def __init__(self, n_users: int, n_items: int, n_preferences: int = 20, dim: int = 100,
                  induction: Literal["hard", "soft"] = "soft", norm: int = 1, tau: float = 1.0,
-                 soft_constraint: float = 1.0, l2: float = 0.0, chunk_elems: int = 1 << 22,
+                 soft_constraint: float = 1.0, l2: float = 0.0, chunk_elems: int = 1 << 18,
                  n_entities: int = 0, n_relations: int = 0) -> None:
         super().__init__()
         _check_induction(induction, tau, norm)

@@ -128,32 +128,17 @@ def _make_plan(model, n_users: int, n_items: int) -> Plan:
 
 
 def _translation_plan(model, name: str) -> Plan:
-    """TUP/KTUP (Eq. 8-14) with the item side of the similarity (``i_hat^T p`` for every
-    item and preference) and the preference tables computed once; per request only the
-    user's part, the induction and the hyperplane distance to every item are computed, as
-    :meth:`kgrec.models.tup.PreferenceTranslation.pair_distance` does."""
-    from kgrec.models.transh import transh_project
+    """TUP/KTUP (Eq. 8-14) with the preference tables and item vectors computed once; per
+    request the distances of the user to every item come from
+    :func:`kgrec.models.tup.translation_distances` (the model's ``score_all`` path)."""
+    from kgrec.models.tup import translation_distances
 
     prefs, normals = (t.detach() for t in model.preference_tables())
-    both = torch.cat([prefs, normals], 1)
     V = model.all_items().detach()
-    item_logits = V @ prefs.T  # (n_items, P)
-    d = prefs.shape[1]
 
     def all_items(u: Tensor, v: Tensor) -> Tensor:
-        step = max(1, model.chunk_elems // max(v.numel(), 1))
-        out = []
-        for s in range(0, len(u), step):
-            uu = u[s:s + step]
-            logits = (uu @ prefs.T)[:, None, :] + item_logits[None]  # phi = (u + i)^T p, Eq. 8
-            if model.induction == "hard":
-                k = logits.argmax(-1)
-                p, w = prefs[k], normals[k]
-            else:
-                p, w = (torch.softmax(logits, -1) @ both).split(d, -1)
-            diff = transh_project(uu[:, None, :] - v[None], w) + p
-            out.append(-torch.linalg.vector_norm(diff, ord=model.norm, dim=-1))
-        return torch.cat(out)
+        return -translation_distances(u, v, prefs, normals, model.induction == "hard",
+                                      model.norm, model.chunk_elems)
 
     return Plan("translation", model.user_emb.weight, V,
                 "i_hat = i + e (Eq. 18)" if name == "ktup" else "item embedding i",
