@@ -257,7 +257,8 @@ def explain(
 @app.command()
 def reproduce(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="the model whose presets to run")],
-    seeds: Annotated[int, typer.Option(help="seeds per dataset")] = 3,
+    seeds: Annotated[int | None, typer.Option(
+        help="seeds per dataset (default 3; with --study, the study's: 3 for mkr variants, else 1)")] = None,
     datasets: Annotated[str, typer.Option(help="comma-separated datasets")] = "lastfm,book",
     out: Annotated[Path, typer.Option(help="where runs go")] = Path("runs/reproduce"),
     write_results: Annotated[Path | None, typer.Option(
@@ -267,13 +268,35 @@ def reproduce(
     key: Annotated[str | None, typer.Option(help="results block (default reproduce:MODEL)")] = None,
     configs: Annotated[Path | None, typer.Option(
         help="folder of MODEL-DATASET.yaml presets (default: the shipped presets)")] = None,
+    study: Annotated[str | None, typer.Option(
+        help="run one of the paper's experiments instead (mkr: variants, topk, sparsity, kge, "
+             "kg-size, t, dim); writes OUT/MODEL-STUDY.md and .png")] = None,
+    values: Annotated[str | None, typer.Option(
+        help="with --study: comma-separated values of its sweep (default: the paper's grid)")] = None,
 ) -> None:
-    """Run a model's presets over seeds and print the paper-vs-measured table."""
+    """Run a model's presets over seeds and print the paper-vs-measured table; with
+    --study, one of the paper's experiments (table and figure, ours beside the paper's)."""
     from kgrec.reproduce import reproduce as do_reproduce
 
     extra = {"configs": configs} if configs is not None else {}
-    table = do_reproduce(model, [d for d in datasets.split(",") if d], seeds, out, write_results, data_dir,
-                         overrides=set_, key=key, **extra)
+    names = [d for d in datasets.split(",") if d]
+    if study is not None:
+        from kgrec.studies import run_study, studies_of
+
+        known = studies_of(model)
+        if study not in known:
+            raise typer.BadParameter(f"{model!r} has no study {study!r}; its studies: "
+                                     f"{', '.join(known) or 'none'}", param_hint="'--study'")
+        try:
+            grid = None if values is None else [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{values!r} is not a comma-separated list of numbers",
+                                     param_hint="'--values'") from None
+        table = run_study(model, study, names, seeds, out, write_results, data_dir,
+                          overrides=set_, key=key, values=grid, **extra)
+    else:
+        table = do_reproduce(model, names, 3 if seeds is None else seeds, out, write_results,
+                             data_dir, overrides=set_, key=key, **extra)
     typer.echo(table)
     if write_results is not None:
         typer.echo(f"table -> {write_results}", err=True)

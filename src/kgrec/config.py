@@ -53,6 +53,8 @@ class DataConfig(_Strict):
     split: Literal["ratio", "per_user", "given"] = "ratio"
     ratios: Ratios = (0.6, 0.2, 0.2)
     train_ratio: float = Field(1.0, gt=0, le=1, description="fraction of train kept (MKR Table 3)")
+    kg_ratio: float = Field(1.0, gt=0, le=1, description="fraction of KG triples kept, drawn at "
+                            "random with the run's seed (MKR Figure 5a)")
     kg_split: Ratios | None = Field(
         None, description="split KG triples train/valid/test for KG completion")
     negatives: Literal["keep", "drop"] = "keep"

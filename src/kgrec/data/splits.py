@@ -60,6 +60,19 @@ def subsample_train(split: Split, train_ratio: float, seed: int = 0) -> Split:
     return Split(train=split.train[keep], valid=split.valid, test=split.test)
 
 
+def subsample_triples(triples: np.ndarray, kg_ratio: float, seed: int = 0) -> np.ndarray:
+    """A random ``kg_ratio`` of the KG triples (at least one), in their original order (MKR
+    Figure 5a, "the size of the KG"; the item-entity alignment is not a triple and is kept)."""
+    if not 0 < kg_ratio <= 1:
+        raise ConfigError(f"kg_ratio must be in (0, 1], got {kg_ratio}")
+    n = len(triples)
+    if kg_ratio == 1 or n == 0:
+        return triples
+    n_keep = max(1, int(round(n * kg_ratio)))
+    keep = np.sort(np.random.default_rng(seed + 104729).permutation(n)[:n_keep])
+    return triples[keep]
+
+
 def split_triples(triples: np.ndarray, ratios=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:
     """Random split of KG triples for completion; entities of valid/test triples that
     never occur in train are moved back to train so every ranked entity was trained."""

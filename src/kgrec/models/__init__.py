@@ -5,6 +5,7 @@ from kgrec.models import (
     cfkg,  # noqa: F401
     cke,  # noqa: F401
     cofm,  # noqa: F401
+    ctr_baselines,  # noqa: F401  (fm-ctr, cke-ctr)
     enmf,  # noqa: F401
     fm,  # noqa: F401
     hkrm,  # noqa: F401

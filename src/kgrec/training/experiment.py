@@ -17,6 +17,7 @@ loading them against other data is an error. Every file is written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -38,7 +39,7 @@ from kgrec.data.dataset import KGDataset, Split
 from kgrec.data.readers.kgat import reseed_validation
 from kgrec.data.registry import atomic_write_bytes, ensure_dir
 from kgrec.data.samplers import make_sampler
-from kgrec.data.splits import split_triples
+from kgrec.data.splits import split_triples, subsample_triples
 from kgrec.errors import ConfigError, KGRecError
 from kgrec.evaluation import evaluate_ctr, evaluate_kg, evaluate_topk
 from kgrec.logs import EpochWriter, logger, run_log, summary_line, tensorboard_writer
@@ -142,6 +143,12 @@ def prepare_data(cfg: RunConfig, data_dir: str | Path | None = None) -> tuple[KG
                            rating_threshold=cfg.data.rating_threshold)
     if dataset.meta.get("layout") == "kgat":
         dataset = reseed_validation(dataset, cfg.seed)
+    if cfg.data.kg_ratio < 1:  # MKR Figure 5a: a random share of the KG, the run's seed
+        if dataset.kg_split is not None:
+            raise ConfigError(f"data.kg_ratio: dataset {dataset.name!r} ships its own KG split, "
+                              "which data.kg_ratio would not change; use it on a whole KG")
+        dataset = dataclasses.replace(dataset, triples=subsample_triples(
+            dataset.triples, cfg.data.kg_ratio, cfg.seed))
     split = make_split(dataset, cfg.data.split, cfg.data.ratios, cfg.seed, cfg.data.train_ratio,
                        cfg.data.negatives, cfg.data.min_user_positives)
     if cfg.data.kg_split is not None and dataset.kg_split is None:
