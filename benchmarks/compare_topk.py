@@ -58,8 +58,17 @@ WARM = {"ktup-warm": [("bprmf", []), ("transh", ["model=transe"])]}
 
 
 def _spec(name: str, dataset: str, configs: Path) -> tuple[Path, list[str]]:
+    """Preset and overrides of a model name: ``LABEL=STEM`` (the table row ``LABEL`` trains
+    the preset ``STEM-DATASET``, e.g. ``ncf=ncf-topk``), a variant or a preset stem."""
+    if "=" in name:
+        return configs / f"{name.split('=', 1)[1]}-{dataset}.yaml", []
     stem, extra = VARIANTS.get(name, (name, []))
     return configs / f"{stem}-{dataset}.yaml", list(extra)
+
+
+def _label(name: str) -> str:
+    """The row (and run-folder) name of ``--models`` entry ``name`` (``LABEL=STEM``: LABEL)."""
+    return name.split("=", 1)[0]
 
 
 def _lr_overrides(preset: Path, base: list[str], factor: float) -> list[str]:
@@ -105,12 +114,18 @@ def _pool_map(calls: list[tuple], jobs: int) -> list[dict]:
 
 
 def compare(models: list[str], dataset: str, factors: list[float], seeds: int, fixed: list[str],
-            out: Path, data_dir, configs: Path, jobs: int = 1) -> dict[str, dict]:
+            out: Path, data_dir, configs: Path, jobs: int = 1,
+            model_seeds: dict[str, int] | None = None) -> dict[str, dict]:
     """Grid runs of every model (phase 1), then the seeds of each selected setting (phase 2);
-    the runs of a phase are independent and go to ``jobs`` processes."""
+    the runs of a phase are independent and go to ``jobs`` processes. ``models`` entries
+    may be ``LABEL=STEM`` (results keyed by LABEL); ``model_seeds`` gives some models fewer
+    (or more) seeds than ``seeds``."""
+    entries = {_label(m): m for m in models}
+    models = list(entries)
+    n_seeds = {n: (model_seeds or {}).get(n, seeds) for n in models}
     specs = {}
     for name in models:
-        preset, extra = _spec(name, dataset, configs)
+        preset, extra = _spec(entries[name], dataset, configs)
         base = [*extra, *fixed]
         specs[name] = (preset, extra, base, load_config(preset, base).train.monitor)
 
@@ -143,7 +158,7 @@ def compare(models: list[str], dataset: str, factors: list[float], seeds: int, f
               f"(best epoch {m['best_epoch']}, {m['train_seconds']:.0f}s)", flush=True)
     chosen = {n: max(g, key=lambda x: x[0])[1] for n, g in grids.items()}
 
-    seed_keys = [(name, seed) for name in models for seed in range(seeds)]
+    seed_keys = [(name, seed) for name in models for seed in range(n_seeds[name])]
     seed_runs = _pool_map([(specs[n][0], overrides(n, chosen[n], s),
                             out / f"{n}-lr{chosen[n]:g}-s{s}", data_dir, True)
                            for n, s in seed_keys], jobs)
@@ -155,7 +170,8 @@ def compare(models: list[str], dataset: str, factors: list[float], seeds: int, f
             shown = m.get("topk") or m.get("kg", {}).get("filtered")
             print(f"[test] {name} seed {seed}: {json.dumps(shown)}", flush=True)
         devices = [yaml.safe_load((out / f"{name}-lr{chosen[name]:g}-s{s}" / "config.yaml")
-                                  .read_text())["train"].get("device", "cpu") for s in range(seeds)]
+                                  .read_text())["train"].get("device", "cpu")
+                   for s in range(n_seeds[name])]
         device = "+".join(dict.fromkeys(devices))  # e.g. "cuda+cpu" when seeds ran apart
         results[name] = {"preset": str(preset), "extra": extra, "factor": chosen[name],
                          "device": device,
@@ -164,7 +180,8 @@ def compare(models: list[str], dataset: str, factors: list[float], seeds: int, f
     return results
 
 
-def popularity(preset: Path, seeds: int, ks: list[int], data_dir) -> dict[str, list[float]]:
+def popularity(preset: Path, seeds: int, ks: list[int], data_dir,
+               fixed: list[str] | None = None) -> dict[str, list[float]]:
     """Test metrics of ranking every item by its training popularity, on the same splits."""
 
     class Pop(torch.nn.Module):
@@ -177,12 +194,13 @@ def popularity(preset: Path, seeds: int, ks: list[int], data_dir) -> dict[str, l
 
     out: dict[str, list[float]] = {}
     for seed in range(seeds):
-        cfg = load_config(preset, [f"seed={seed}"])
+        cfg = load_config(preset, [*(fixed or []), f"seed={seed}"])
         dataset, split = prepare_data(cfg, data_dir)
         train = split.train if split.train.shape[1] < 3 else split.train[split.train[:, 2] == 1]
         model = Pop(np.bincount(train[:, 1], minlength=dataset.n_items)).eval()
         for k, v in evaluate_topk(model, split, "test", ks, cfg.eval.ndcg, cfg.eval.batch_users,
-                                  dataset.n_users, dataset.n_items).items():
+                                  dataset.n_users, dataset.n_items,
+                                  ndcg_authors=cfg.eval.ndcg_authors).items():
             out.setdefault(k, []).append(v)
     return out
 
@@ -214,6 +232,60 @@ def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
     if pop:
         cells = [_fmt(pop[f"{m}@{k}"]) for k in ks for m in ("recall", "ndcg")]
         lines.append(f"| popularity (reference) | {' | '.join(cells)} | - | - | 0 | - |")
+    return "\n".join(lines)
+
+
+def to_best(m: dict) -> tuple[dict[str, int], float]:
+    """Training examples seen per task (the samplers' rows, cumulative) and training seconds
+    (validation excluded) up to the end of the validation-best epoch of a run's metrics;
+    the seconds are ``train_seconds * best_epoch / epochs`` (epochs of one run cost alike)."""
+    row = m["history"][m["best_epoch"] - 1]
+    examples = {k[len("examples_"):]: v for k, v in row.items() if k.startswith("examples_")}
+    return examples, m["train_seconds"] * m["best_epoch"] / max(m["epochs"], 1)
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
+
+
+def full_topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
+                    pop: dict[str, list[float]] | None = None, machine: str = "") -> str:
+    """The comparison table of JNSKR's columns (issues 15 and 16): Recall, NDCG and the
+    authors' NDCG (``ndcg_authors@K``) at each K, test mean ± std over each model's seeds,
+    then the seeds, the selected learning rate, the validation grid, and (medians over
+    seeds) the training examples and the training seconds to the validation-best epoch."""
+    head = " | ".join(f"Recall@{k} | NDCG@{k} | NDCG_a@{k}" for k in ks)
+    lines = [
+        f"Test metrics, mean ± std over each row's seeds ({budget}); NDCG = standard NDCG, "
+        f"NDCG_a = the authors' (`ndcg_authors@K`); machine: {machine}, "
+        f"{time.strftime('%Y-%m-%d')}. Command: `{cmd}`", "",
+        f"| model | {head} | seeds | selected (valid) | valid grid (lr factor: score) "
+        "| examples to best (median) | train s to best (median) | best epoch (median) |",
+        "|---|" + "---|" * (3 * len(ks)) + "---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        runs = [m for m in r["runs"] if "topk" in m]
+        if not runs:
+            continue
+        cells = []
+        for k in ks:
+            for metric in ("recall", "ndcg", "ndcg_authors"):
+                cells.append(_fmt([m["topk"][f"{metric}@{k}"] for m in runs
+                                   if f"{metric}@{k}" in m["topk"]]))
+        best = [to_best(m) for m in runs]
+        tasks = dict.fromkeys(t for ex, _ in best for t in ex)
+        examples = "; ".join(f"{t} {_count(statistics.median(ex.get(t, 0) for ex, _ in best))}"
+                             for t in tasks)
+        secs = statistics.median(s for _, s in best)
+        grid = ", ".join(f"x{f:g}: {s:.4f}" for f, s, _ in r["grid"])
+        ep = statistics.median(m["best_epoch"] for m in runs)
+        sel = " ".join(r["lr"] + r["extra"])
+        lines.append(f"| {name} | {' | '.join(cells)} | {len(runs)} | {sel} | {grid} | {examples} "
+                     f"| {secs:.1f} | {ep:g} |")
+    if pop:
+        cells = [_fmt(pop.get(f"{m}@{k}", [])) for k in ks for m in ("recall", "ndcg", "ndcg_authors")]
+        n = len(pop[f"recall@{ks[0]}"])
+        lines.append(f"| popularity (reference) | {' | '.join(cells)} | {n} | - | - | - | 0 | - |")
     return "\n".join(lines)
 
 
@@ -251,6 +323,9 @@ def main() -> None:
     ap.add_argument("--ks", default="10", help="K of the table, e.g. 10 or 20")
     ap.add_argument("--lr-factors", default="0.5,1,2")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds-of", action="append", default=[], metavar="LABEL=N",
+                    help="seeds 0..N-1 for this model instead of --seeds (a row that does not "
+                         "fit the budget with every seed)")
     ap.add_argument("--set", action="append", default=[], dest="fixed",
                     help="key=value for every run (e.g. train.epochs=60)")
     ap.add_argument("--out", type=Path, default=Path("runs/compare"))
@@ -261,6 +336,9 @@ def main() -> None:
     ap.add_argument("--cuda-machine", default="",
                     help="describes the machine of runs made with train.device=cuda elsewhere")
     ap.add_argument("--jobs", type=int, default=1, help="runs of a phase in parallel processes")
+    ap.add_argument("--full-table", action="store_true",
+                    help="top-K table with the authors' NDCG (eval.ndcg_authors), the seeds, the "
+                         "training examples and seconds to the validation-best epoch")
     args = ap.parse_args()
     factors = [float(x) for x in args.lr_factors.split(",")]
     ks = [int(k) for k in args.ks.split(",")]
@@ -269,17 +347,22 @@ def main() -> None:
               f"seed 0, selected on the preset's validation metric; fixed: "
               f"{' '.join(args.fixed) or 'preset epochs/patience'}")
     out = args.out / args.dataset / args.key
-    models = [m for m in args.models.split(",") if m]
-    kg_models = [m for m in args.kg_models.split(",") if m]
-    res = compare(list(dict.fromkeys(models + kg_models)), args.dataset, factors, args.seeds,
-                  args.fixed, out, args.data_dir, args.configs, args.jobs)
+    entries = [m for m in args.models.split(",") if m]
+    kg_entries = [m for m in args.kg_models.split(",") if m]
+    model_seeds = {k: int(v) for k, v in (x.split("=", 1) for x in args.seeds_of)}
+    if model_seeds:
+        budget += "; fewer seeds: " + ", ".join(f"{k} {v}" for k, v in model_seeds.items())
+    res = compare(list(dict.fromkeys(entries + kg_entries)), args.dataset, factors, args.seeds,
+                  args.fixed, out, args.data_dir, args.configs, args.jobs, model_seeds)
+    models, kg_models = [_label(m) for m in entries], [_label(m) for m in kg_entries]
     (out / f"{args.key}-summary.json").write_text(json.dumps(
         {n: {k: v for k, v in r.items() if k != "runs"} for n, r in res.items()}, indent=2))
     if models:
-        pop = popularity(_spec(models[0], args.dataset, args.configs)[0], args.seeds, ks,
-                         args.data_dir)
-        table = topk_table({m: res[m] for m in models}, ks, cmd, budget, pop,
-                           _machine({m: res[m] for m in models}, args.cuda_machine))
+        pop = popularity(_spec(entries[0], args.dataset, args.configs)[0], args.seeds, ks,
+                         args.data_dir, args.fixed if args.full_table else None)
+        table = (full_topk_table if args.full_table else topk_table)(
+            {m: res[m] for m in models}, ks, cmd, budget, pop,
+            _machine({m: res[m] for m in models}, args.cuda_machine))
         print(table)
         if args.write_results is not None:
             update_section(args.write_results, f"{args.key}:{args.dataset}", table)

@@ -124,3 +124,28 @@ def test_enmf_lastfm_topk_floor(real_data, tmp_path):
                       ["train.threads=1", "train.epochs=60"])
     m = run(cfg, tmp_path / "run", real_data, progress=False)
     assert m["topk"]["recall@10"] >= 0.16
+
+
+def test_examples_are_observed_pairs_and_cap_training(tmp_path):
+    """train.max_examples counts ENMF's observed pairs (as JNSKR's and BPRMF's epochs do), not
+    its users: an epoch counts every training pair once, and a cap of one epoch's pairs stops
+    training after that epoch."""
+    ds, split = data()
+    sampler = make_sampler("user_batches", ds, split, 2)
+    assert sum(sampler.examples(b) for b in sampler.epoch(0)) == len(PAIRS)
+    assert len(sampler) == 3  # 5 users with positives, 2 per batch: fewer rows than pairs
+
+    from .conftest import write_processed
+
+    tiny = write_processed(tmp_path / "tiny")
+    cfg = load_config(REPO / "src/kgrec/presets/enmf-lastfm.yaml",
+                      [f"data.dataset={tiny}", "data.layout=processed", "train.epochs=5",
+                       "train.patience=5", "train.batch_size=7"])
+    n_train = int(run(cfg, tmp_path / "full", progress=False)["history"][0]["examples_rec"])
+    capped = load_config(REPO / "src/kgrec/presets/enmf-lastfm.yaml",
+                         [f"data.dataset={tiny}", "data.layout=processed", "train.epochs=5",
+                          "train.patience=5", "train.batch_size=7",
+                          f"train.max_examples={{rec: {n_train}}}"])
+    m = run(capped, tmp_path / "capped", progress=False)
+    assert m["epochs"] == 1 and m["examples"]["rec"] == n_train
+    assert n_train > 30  # more pairs than the 30 users the first run's epoch visited

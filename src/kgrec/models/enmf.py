@@ -69,6 +69,12 @@ class UserBatchSampler(Sampler):
     def __len__(self) -> int:
         return max(1, math.ceil(self.n / self.batch_size))
 
+    def examples(self, batch: dict[str, Tensor]) -> int:
+        """The batch users' observed ``(user, item)`` pairs: an epoch counts every training
+        pair once, as JNSKR's sampler and one epoch of a sampled model (BPRMF) do, so that
+        ``train.max_examples`` caps them alike (a step also sees every unobserved pair)."""
+        return len(batch["pos_items"])
+
     def shard(self, batch: dict[str, Tensor], rank: int, world: int) -> tuple[dict[str, Tensor], float]:
         """A contiguous slice of the batch's users with their positives (distributed)."""
         return shard_groups(batch, [("users", "pos_index", ["pos_items"])], rank, world)
