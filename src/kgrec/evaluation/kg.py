@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from kgrec import parallel as distr
 from kgrec.evaluation.ctr import inference
 from kgrec.logs import Progress
 
@@ -134,8 +135,6 @@ def evaluate_kg(
     n_rel = int(max(known[:, 1].max(initial=-1), test[:, 1].max(initial=-1))) + 1
     by_head = _Answers(known[:, 0], known[:, 1], known[:, 2], n_rel)  # (h, r) -> tails
     by_tail = _Answers(known[:, 2], known[:, 1], known[:, 0], n_rel)  # (t, r) -> heads
-    from kgrec.training import distributed as distr  # here: training imports evaluation
-
     # distributed: each rank ranks a contiguous share of the queries; the ranks are
     # gathered and rank 0 computes the metrics once
     lo, hi = distr.shard_bounds(len(test))

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from kgrec import parallel as distr
 from kgrec.data.dataset import Split
 from kgrec.evaluation.ctr import inference
 
@@ -243,8 +244,6 @@ def evaluate_topk(
     rel = (rel - rel.multiply(exclude)).tocsr()
     rel.eliminate_zeros()
     users = np.flatnonzero(np.diff(rel.indptr) > 0)
-    from kgrec.training import distributed as distr  # here: training imports evaluation
-
     # distributed: each rank ranks a contiguous share of the users; rank 0 computes the
     # metrics of the gathered rankings once and every rank gets them
     lo, hi = distr.shard_bounds(len(users))
