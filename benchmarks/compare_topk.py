@@ -205,6 +205,13 @@ def popularity(preset: Path, seeds: int, ks: list[int], data_dir,
     return out
 
 
+def _metric_cells(runs: list[dict], ks: list[int], metrics: tuple[str, ...]) -> list[str]:
+    """``mean ± std`` over the runs of each test metric at each K (K-major), skipping runs
+    that lack one (e.g. ``ndcg_authors`` of runs made without it)."""
+    return [_fmt([m["topk"][f"{metric}@{k}"] for m in runs if f"{metric}@{k}" in m["topk"]])
+            for k in ks for metric in metrics]
+
+
 def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
                pop: dict[str, list[float]] | None = None, machine: str = "") -> str:
     head = " | ".join(f"Recall@{k} | NDCG@{k}" for k in ks)
@@ -219,10 +226,7 @@ def topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: str,
         runs = [m for m in r["runs"] if "topk" in m]
         if not runs:
             continue
-        cells = []
-        for k in ks:
-            cells.append(_fmt([m["topk"][f"recall@{k}"] for m in runs]))
-            cells.append(_fmt([m["topk"][f"ndcg@{k}"] for m in runs]))
+        cells = _metric_cells(runs, ks, ("recall", "ndcg"))
         grid = ", ".join(f"x{f:g}: {s:.4f}" for f, s, _ in r["grid"])
         secs = statistics.median(m["train_seconds"] for m in runs)
         ep = statistics.median(m["best_epoch"] for m in runs)
@@ -267,11 +271,7 @@ def full_topk_table(results: dict[str, dict], ks: list[int], cmd: str, budget: s
         runs = [m for m in r["runs"] if "topk" in m]
         if not runs:
             continue
-        cells = []
-        for k in ks:
-            for metric in ("recall", "ndcg", "ndcg_authors"):
-                cells.append(_fmt([m["topk"][f"{metric}@{k}"] for m in runs
-                                   if f"{metric}@{k}" in m["topk"]]))
+        cells = _metric_cells(runs, ks, ("recall", "ndcg", "ndcg_authors"))
         best = [to_best(m) for m in runs]
         tasks = dict.fromkeys(t for ex, _ in best for t in ex)
         examples = "; ".join(f"{t} {_count(statistics.median(ex.get(t, 0) for ex, _ in best))}"

@@ -16,15 +16,13 @@ from kgrec.models.transh import TransH, transh_project
 from kgrec.models.transr import TransR
 from kgrec.models.tup import TUP, translation_distances
 
+from .test_tup_ktup import _perturb as perturb
+
 torch.set_num_threads(1)
 
 
 def _perturb(m, scale=0.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
-    return m
+    return perturb(m, scale, seed)
 
 
 def _ktup(**kw):
