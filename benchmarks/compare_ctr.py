@@ -18,7 +18,7 @@ A model name is a preset stem (``<model>-<dataset>``): ``fm-ctr`` and ``cke-ctr`
 CKE trained with the log loss on the labelled pairs (``models/ctr_baselines.py``). The table
 (test AUC / ACC mean ± std, the papers' figures beside them, the chosen setting, the
 validation grid, training examples to the best epoch and training time) is printed and, with
-``--write-results PATH``, written into PATH under ``--key``:DATASET. Finished runs are reused
+``--write-results PATH``, written into PATH under ``--key``:DATASET (or ``--block``). Finished runs are reused
 (``--out``/DATASET/KEY), so an interrupted comparison continues; ``--jobs N`` runs the
 independent runs of a phase in N processes.
 """
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--models", required=True, help="comma-separated preset stems")
     ap.add_argument("--key", default="ctr", help="docs/results.md block: KEY:DATASET")
+    ap.add_argument("--block", default="", metavar="NAME",
+                    help="write the table to this block instead of KEY:DATASET (e.g. "
+                         "ctr:book-extra: rows added beside a block whose run folders are gone)")
     ap.add_argument("--lr-factors", default="0.5,1,2")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--model-seeds", default="", metavar="MODEL=N,...",
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     table = ctr_table(res, args.dataset, cmd, budget, _machine(res, args.cuda_machine))
     print(table)
     if args.write_results is not None:
-        update_section(args.write_results, f"{args.key}:{args.dataset}", table)
+        update_section(args.write_results, args.block or f"{args.key}:{args.dataset}", table)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """benchmarks/compare_ctr.py: the papers' figures, examples to the best epoch, the table, and
 an end-to-end comparison on tiny data (grid on seed 0, the chosen setting's seeds, the block
-written into a results file, finished runs reused)."""
+written into a results file, finished runs reused, ``--block`` writing another block)."""
 
 from __future__ import annotations
 
@@ -112,8 +112,12 @@ def test_comparison_end_to_end_on_tiny_data(tmp_path, capsys):
             if r.startswith("| ncf") or r.startswith("| fm-ctr")}
     assert rows == {"ncf": "2", "fm-ctr": "1"}  # the seeds column
     assert "train.max_examples.rec=400" in text
-    # a second call reuses every finished run
+    # a second call reuses every finished run; --block writes a block of its own
     stamp = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
-    cc.main(argv)
+    cc.main([*argv, "--block", "ctr:tiny-extra"])
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} == stamp
     assert "| ncf |" in capsys.readouterr().out
+    again = results.read_text()
+    assert again.startswith(text.rstrip())  # ctr:tiny kept as it was
+    extra = again.split("<!-- ctr:tiny-extra -->", 1)[1].split("<!-- /ctr:tiny-extra -->")[0]
+    assert "| ncf |" in extra and "--block ctr:tiny-extra" in extra
