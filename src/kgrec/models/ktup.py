@@ -33,7 +33,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -101,32 +100,6 @@ class KTUP(PreferenceTranslation, TransH):
                    n_entities=dataset.n_entities, n_relations=dataset.n_relations,
                    item_entity=dataset.item_entity, triples=triples,
                    relation_names=dataset.relation_names, **kwargs)
-
-    def load_pretrained(self, path: str) -> list[str]:
-        """Copy matching tensors of a kgrec checkpoint into this model; returns their names."""
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: pretrained checkpoint not found")
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - truncated, foreign or not a torch file
-            raise ConfigError(f"{p}: pretrained file is not a readable kgrec checkpoint: "
-                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else e!r}") from None
-        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict):
-            raise ConfigError(f"{p}: not a kgrec checkpoint (expected {{'model': state_dict}})")
-        own = dict(self.named_parameters())
-        done = []
-        with torch.no_grad():
-            for name, value in state.items():
-                if name in own and isinstance(value, Tensor) and value.shape == own[name].shape:
-                    own[name].copy_(value)
-                    done.append(name)
-        if not done:
-            raise ConfigError(f"{p}: no tensor matches a KTUP parameter by name and shape "
-                              f"(expected some of {', '.join(sorted(own))})")
-        self.loaded[str(p)] = done
-        return done
 
     # --- Eq. 17-20 ----------------------------------------------------------------------
     def item_vectors(self, items: Tensor) -> Tensor:
