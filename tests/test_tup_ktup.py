@@ -276,3 +276,34 @@ def test_ktup_build_takes_alignment_and_train_triples():
     assert m.relation_names == ["genre", "author", "series"]
     tup = get_model_class("tup").build(ds, None, dim=4, n_preferences=2, induction="hard")
     assert tup.score_all(torch.tensor([0, 1])).shape == (2, 6)
+
+
+def test_tup_norm_constraint_is_the_authors_norm_loss_and_acts():
+    """norm_constraint adds c * sum [||x||^2 - 1]_+ over the batch's user rows, its item rows
+    (positive and negative) and every preference vector (the authors' normLoss, a sum), and
+    a step under it shrinks the over-long rows that a step without it leaves longer."""
+    batch = {"users": torch.tensor([0, 1, 2, 0]), "pos_items": torch.tensor([0, 1, 2, 3]),
+             "neg_items": torch.tensor([5, 4, 3, 2])}
+    plain, con = _tup(soft_constraint=0.0), _tup(soft_constraint=0.0, norm_constraint=0.5)
+    plain.eval(), con.eval()
+
+    def hinge(x):
+        return sum(max(float(r @ r) - 1.0, 0.0) for r in x)
+
+    with torch.no_grad():
+        rows = (hinge(con.user_emb.weight[batch["users"]])
+                + hinge(con.item_emb.weight[batch["pos_items"]])
+                + hinge(con.item_emb.weight[batch["neg_items"]]) + hinge(con.pref_emb.weight))
+        assert rows > 0  # the perturbed tables have rows outside the unit ball
+        got = (con(batch, "rec") - plain(batch, "rec")).item()
+    assert got == pytest.approx(0.5 * rows, rel=1e-5)
+    for m in (plain, con):
+        opt = torch.optim.SGD(m.parameters(), lr=0.05)
+        for _ in range(20):
+            opt.zero_grad()
+            m(batch, "rec").backward()
+            opt.step()
+    size = [m.user_emb.weight[:3].norm(dim=-1).max().item() for m in (plain, con)]
+    assert size[1] < size[0]
+    with pytest.raises(ConfigError, match="norm_constraint"):
+        _tup(norm_constraint=-1.0)
