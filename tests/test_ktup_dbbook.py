@@ -137,6 +137,7 @@ def test_reproduce_ktup_rows_option(ktup_project, monkeypatch, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "| BPRMF |" in out and "KTUP (soft)" not in out and "--rows 'BPRMF'" in out
+    assert "Table 4" not in out and "Table 3" not in out  # no KG row: no empty KG tables
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "ktup", "--datasets", "tiny", "--configs", "configs",
                   "--rows", "BPRMF,NoSuchModel"])

@@ -436,7 +436,7 @@ def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | N
                                overrides or []).train.device for r in res.values()]
         caption = _caption(cmd, seeds, budget, sampler, devices, warm_start)
         tables = {"table2": table2(res, ds, caption)}
-        if sampler == "train":
+        if sampler == "train" and any(r["row"].kg for r in res.values()):
             tables["table4"] = table4(res, ds, caption)
             tables["table3"] = table3(res, caption)
         for name, body in tables.items():
