@@ -102,17 +102,17 @@ def test_reproduce_ktup_writes_tables_2_3_4(ktup_project, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "ktup", "--seeds", "2", "--datasets", "tiny", "--out", "runs",
                   "--configs", "configs", "--budget", "400", "--write-results",
-                  "docs/results.md", "--rows", "BPRMF,KTUP (soft),TransH"])
+                  "docs/results.md", "--rows", "BPRMF,KTUP (soft),TransH", "--no-warm-start"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     text = (ktup_project / "docs" / "results.md").read_text()
     for block in ("table2", "table4", "table3"):
-        assert f"<!-- reproduce:ktup-{block}:tiny -->" in text
-    t2 = text.split("<!-- reproduce:ktup-table2:tiny -->")[1].split("<!-- /")[0]
+        assert f"<!-- reproduce:ktup-cold-{block}:tiny -->" in text
+    t2 = text.split("<!-- reproduce:ktup-cold-table2:tiny -->")[1].split("<!-- /")[0]
     for label in ("BPRMF", "KTUP (soft)"):
         assert f"| {label} |" in t2
     assert "| TransH |" not in t2 and "| TUP (soft) |" not in t2  # KG-only row; no tup preset
-    t4 = text.split("<!-- reproduce:ktup-table4:tiny -->")[1].split("<!-- /")[0]
+    t4 = text.split("<!-- reproduce:ktup-cold-table4:tiny -->")[1].split("<!-- /")[0]
     assert "| TransH |" in t4 and "| KTUP (soft) |" in t4 and "| BPRMF |" not in t4
     assert "lambda" in t2 and "joint_lambda=0." in t2  # KTUP's grid is lambda
     # every run stopped at the budget (one batch over at most) and seeds 0, 1 were tested
@@ -123,7 +123,7 @@ def test_reproduce_ktup_writes_tables_2_3_4(ktup_project, monkeypatch, capsys):
         m = json.loads(path.read_text())
         assert max(m["examples"].values()) < 400 + 32 and ("topk" in m or "kg" in m)
     assert out.count("Table 2") == 1
-    t3 = text.split("<!-- reproduce:ktup-table3:tiny -->")[1].split("<!-- /")[0]
+    t3 = text.split("<!-- reproduce:ktup-cold-table3:tiny -->")[1].split("<!-- /")[0]
     assert "| TransH |" in t3 and "head N-1" in t3
 
 
@@ -163,7 +163,7 @@ def test_reproduce_ktup_authors_sampler_reading(ktup_project, monkeypatch, capsy
 
 
 def test_reproduce_ktup_warm_start_chains_rows_seed_for_seed(ktup_project, monkeypatch, capsys):
-    """--warm-start adds the rows a warm row needs (KTUP <- TUP + TransH, TUP <- BPRMF,
+    """Warm start (the default) adds the rows a warm row needs (KTUP <- TUP + TransH, TUP <- BPRMF,
     TransH <- TransE) and starts each seed from the same seed's selected model.pt."""
     import json
     from pathlib import Path
@@ -180,15 +180,15 @@ def test_reproduce_ktup_warm_start_chains_rows_seed_for_seed(ktup_project, monke
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "ktup", "--seeds", "2", "--datasets", "tiny", "--out", "runs",
                   "--configs", "configs", "--budget", "200", "--write-results",
-                  "docs/results.md", "--rows", "KTUP (soft)", "--warm-start"])
+                  "docs/results.md", "--rows", "KTUP (soft)"])
     assert exc.value.code == 0
     text = (ktup_project / "docs" / "results.md").read_text()
-    t2 = text.split("<!-- reproduce:ktup-warm-table2:tiny -->")[1].split("<!-- /")[0]
-    t4 = text.split("<!-- reproduce:ktup-warm-table4:tiny -->")[1].split("<!-- /")[0]
+    t2 = text.split("<!-- reproduce:ktup-table2:tiny -->")[1].split("<!-- /")[0]
+    t4 = text.split("<!-- reproduce:ktup-table4:tiny -->")[1].split("<!-- /")[0]
     assert "| BPRMF |" in t2 and "| TUP (soft), from BPRMF |" in t2
-    assert "| KTUP (soft), from TUP (soft) + TransH |" in t2 and "--warm-start" in t2
+    assert "| KTUP (soft), from TUP (soft) + TransH |" in t2 and "warm-start" not in t2
     assert "| TransE |" in t4 and "| TransH, from TransE |" in t4
-    assert "<!-- reproduce:ktup-table2:tiny -->" not in text  # the cold tables are untouched
+    assert "<!-- reproduce:ktup-cold-table2:tiny -->" not in text  # warm start is the default
     runs = ktup_project / "runs" / "tiny"
     for s in (0, 1):
         (ktup,) = runs.glob(f"ktup-soft-warm-joint_lambda0.7*/s{s}")

@@ -278,9 +278,10 @@ def reproduce(
     rows: Annotated[str | None, typer.Option(
         help="ktup: comma-separated rows of the paper's tables (e.g. BPRMF,'KTUP (soft)'; "
              "default every row kgrec has)")] = None,
-    warm_start: Annotated[bool, typer.Option(
-        "--warm-start", help="ktup: start the joint models (and TUP, TransH, TransR) from the "
-             "selected runs of their basic models, KTUP Section 6.3")] = False,
+    warm_start: Annotated[bool | None, typer.Option(
+        "--warm-start/--no-warm-start", help="ktup: start the joint models (and TUP, TransH, "
+             "TransR) from the selected runs of their basic models, KTUP Section 6.3 (default: "
+             "on)")] = None,
 ) -> None:
     """Run a model's presets over seeds and print the paper-vs-measured table; with
     --study, one of the paper's experiments (table and figure, ours beside the paper's);

@@ -58,7 +58,7 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
               data_dir: str | Path | None = None, configs: Path = PRESET_DIR,
               overrides: list[str] | None = None, key: str | None = None,
               budget: int | None = None, rows: str | None = None,
-              warm_start: bool = False) -> str:
+              warm_start: bool | None = None) -> str:
     """Train the preset ``MODEL-DATASET`` (a file of ``configs``, default the shipped presets)
     with seeds ``0..seeds-1`` per dataset and return a markdown table of paper vs measured
     test AUC / ACC (mean ± std); with ``results`` (a path), also write it into that file
@@ -70,10 +70,12 @@ def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: P
         from kgrec.studies.ktup import reproduce_ktup, select_rows
 
         extra = {"budget": budget} if budget is not None else {}
+        if warm_start is not None:
+            extra["warm_start"] = warm_start
         return reproduce_ktup(datasets, seeds, out, results, data_dir, configs, overrides, key,
-                              rows=select_rows(rows), warm_start=warm_start, **extra)
-    if budget is not None or rows is not None or warm_start:
-        raise ConfigError("--budget, --rows and --warm-start are options of kgrec reproduce ktup")
+                              rows=select_rows(rows), **extra)
+    if budget is not None or rows is not None or warm_start is not None:
+        raise ConfigError("--budget, --rows and --[no-]warm-start are options of kgrec reproduce ktup")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if not datasets:

@@ -28,8 +28,8 @@ every known triple, head and tail predictions pooled (Table 4) and, per relation
 (tails per head and heads per tail below or at/above 1.5). The paper's Table 3 is on
 MovieLens-1m only, so Table 3 here has no paper column.
 
-``warm_start=True`` (``--warm-start``) initialises the rows that have one (``Row.warm``)
-from the selected runs of other rows, seed for seed (a seed-``s`` run, and the grid of
+``warm_start=True`` (the default; ``--no-warm-start`` trains every row from scratch)
+initialises the rows that have one (``Row.warm``) from the selected runs of other rows, seed for seed (a seed-``s`` run, and the grid of
 seed 0, starts from the seed-``s`` checkpoints ``model.pt`` of the rows it names, which are
 added to the study when not asked for): KTUP Section 6.3 gives the joint models "the
 pretrained embeddings of the basic model (i.e., BPRMF and TransE)"; the authors' scripts
@@ -119,7 +119,7 @@ TOPK_COLUMNS = (("precision", "P"), ("recall", "R"), ("f1", "F1"), ("hit", "Hit"
 SAMPLERS = ("train", "all_splits")
 #: the study's protocol: training examples per task of every run, validations per run
 #: (every ``BUDGET / VALIDATIONS`` examples), patience in validations, the lr grid
-BUDGET, VALIDATIONS, PATIENCE, LR_FACTORS = 500_000, 3, 2, (1.0, 2.0, 4.0)
+BUDGET, VALIDATIONS, PATIENCE, LR_FACTORS = 1_500_000, 3, 2, (1.0, 2.0, 4.0)
 
 
 def select_rows(names: str | None) -> tuple[Row, ...]:
@@ -233,7 +233,7 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
                patience: int = PATIENCE, sampler: str = "train",
                overrides: list[str] | None = None,
                seeds_of: dict[str, int] | None = None,
-               warm_start: bool = False) -> dict[str, dict]:
+               warm_start: bool = True) -> dict[str, dict]:
     """Grid on seed 0, then seeds ``0..seeds-1`` of the selected point, for every row.
 
     ``seeds_of`` gives some rows (by label) fewer or more seeds than ``seeds``. With
@@ -272,7 +272,8 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
         missing = [d for d in warm if d not in results]
         if missing:
             raise ConfigError(f"{row.label}: warm start needs the row(s) {', '.join(missing)}, "
-                              f"which have no preset for {dataset} in {configs}")
+                              f"which have no preset for {dataset} in {configs} (--no-warm-start trains "
+                              "every row from scratch)")
 
         tag = (_slug(row.label) + ("" if sampler == "train" else f"-{sampler}")
                + ("-warm" if warm else ""))
@@ -407,12 +408,13 @@ def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | N
                    data_dir=None, configs: Path = PRESET_DIR, overrides: list[str] | None = None,
                    key: str | None = None, budget: int = BUDGET, sampler: str = "train",
                    rows: tuple[Row, ...] | list[Row] = ROWS, cmd: str | None = None,
-                   seeds_of: dict[str, int] | None = None, warm_start: bool = False) -> str:
+                   seeds_of: dict[str, int] | None = None, warm_start: bool = True) -> str:
     """Tables 2, 4 and 3 for each dataset (markdown); with ``results``, also written into
     that file in blocks ``KEY-table2:DATASET`` (and ``-table4``, ``-table3``), ``KEY``
     defaulting to ``reproduce:ktup`` (``reproduce:ktup-authors-sampler`` for
     ``sampler="all_splits"``, also chosen by the override
-    ``train.sampler_options.rec.exclude=all_splits``)."""
+    ``train.sampler_options.rec.exclude=all_splits``; ``-cold`` appended without the warm
+    start)."""
     from kgrec.reproduce import update_section
 
     if not datasets:
@@ -422,11 +424,11 @@ def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | N
         overrides = [o for o in overrides if o != leak]
         sampler = "all_splits"
     key = key or ("reproduce:ktup" + ("" if sampler == "train" else "-authors-sampler")
-                  + ("-warm" if warm_start else ""))
+                  + ("" if warm_start else "-cold"))
     chosen = "" if tuple(rows) == ROWS else f" --rows '{','.join(r.label for r in rows)}'"
     cmd = cmd or (f"kgrec reproduce ktup --seeds {seeds} --datasets {','.join(datasets)}"
                   + (f" --budget {budget}" if budget != BUDGET else "") + chosen
-                  + (" --warm-start" if warm_start else "")
+                  + ("" if warm_start else " --no-warm-start")
                   + "".join(f" --set {o}" for o in overrides or []))
     parts = []
     for ds in datasets:
