@@ -29,9 +29,10 @@ every known triple, head and tail predictions pooled (Table 4) and, per relation
 MovieLens-1m only, so Table 3 here has no paper column.
 
 ``warm_start=True`` (the default; ``--no-warm-start`` trains every row from scratch)
-initialises the rows that have one (``Row.warm``) from the selected runs of other rows, seed for seed (a seed-``s`` run, and the grid of
-seed 0, starts from the seed-``s`` checkpoints ``model.pt`` of the rows it names, which are
-added to the study when not asked for): KTUP Section 6.3 gives the joint models "the
+initialises the rows that have one (``Row.warm``) from the selected runs of other rows,
+seed for seed (a seed-``s`` run, and the grid of seed 0, starts from the seed-``s``
+checkpoints ``model.pt`` of the rows it names, which are added to the study when not asked
+for): KTUP Section 6.3 gives the joint models "the
 pretrained embeddings of the basic model (i.e., BPRMF and TransE)"; the authors' scripts
 are more specific and are followed where they exist: ``ktup.sh`` loads TUP and TransH
 checkpoints, ``cke.sh`` BPRMF and TransR, ``cofm.sh`` BPRMF and TransE. CFKG takes BPRMF and
