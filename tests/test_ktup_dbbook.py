@@ -157,6 +157,7 @@ def test_reproduce_ktup_authors_sampler_reading(ktup_project, monkeypatch, capsy
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "authors' negative sampler" in out and "Table 4" not in out
+    assert "--set train.sampler_options.rec.exclude=all_splits`" in out  # the command says so
     assert "| BPRMF |" in out and "| TransH |" not in out  # a KG-only row: no rec sampler
     cfg = (ktup_project / "runs" / "tiny" / "bprmf-all_splits-lrx1" / "s0" / "config.yaml").read_text()
     assert "exclude: all_splits" in cfg

@@ -430,7 +430,8 @@ def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | N
     cmd = cmd or (f"kgrec reproduce ktup --seeds {seeds} --datasets {','.join(datasets)}"
                   + (f" --budget {budget}" if budget != BUDGET else "") + chosen
                   + ("" if warm_start else " --no-warm-start")
-                  + "".join(f" --set {o}" for o in overrides or []))
+                  + "".join(f" --set {o}" for o in overrides or [])
+                  + (f" --set {leak}" if sampler == "all_splits" else ""))
     parts = []
     for ds in datasets:
         res = study_rows(rows, ds, seeds, out, data_dir, configs, budget, sampler=sampler,
