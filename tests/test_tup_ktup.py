@@ -307,3 +307,25 @@ def test_tup_norm_constraint_is_the_authors_norm_loss_and_acts():
     assert size[1] < size[0]
     with pytest.raises(ConfigError, match="norm_constraint"):
         _tup(norm_constraint=-1.0)
+
+
+def test_ktup_preserve_warm_scores_starts_at_the_tup_scores(tmp_path):
+    """preserve_warm_scores: KTUP warm-started from TUP + TransH scores every pair as the TUP
+    checkpoint does (i_hat, p_hat, w_hat start as TUP's); a plain copy does not."""
+    tup = _tup(n_preferences=3)
+    transh = _perturb(TransH(n_entities=8, n_relations=3, dim=5), seed=1)
+    torch.save({"model": tup.state_dict()}, tmp_path / "tup.pt")
+    torch.save({"model": transh.state_dict()}, tmp_path / "transh.pt")
+    paths = [str(tmp_path / "tup.pt"), str(tmp_path / "transh.pt")]
+    users = torch.arange(4)
+    want = tup.eval().score_all(users)
+    kw = {"n_users": 4, "n_items": 6, "n_entities": 8, "n_relations": 3, "dim": 5,
+          "item_entity": ITEM_ENTITY, "pretrained": paths}
+    same = KTUP(preserve_warm_scores=True, **kw).eval()
+    assert torch.allclose(same.score_all(users), want, atol=1e-5)
+    assert torch.allclose(same.score(users, torch.tensor([0, 2, 3, 5])),
+                          want[users, torch.tensor([0, 2, 3, 5])], atol=1e-5)
+    copied = KTUP(**kw).eval()
+    assert not torch.allclose(copied.score_all(users), want, atol=1e-2)
+    with pytest.raises(ConfigError, match="preserve_warm_scores needs"):
+        KTUP(preserve_warm_scores=True, **{**kw, "pretrained": paths[:1]})

@@ -113,6 +113,10 @@ class Model(nn.Module):
         self.loaded[str(p)] = done
         return done
 
+    def finish_warm_start(self) -> None:
+        """Called once after every ``init_from`` checkpoint is loaded (models that combine
+        tables from several checkpoints adjust them here; default: nothing)."""
+
     def task_weights(self) -> dict[str, float]:
         """Constant factors ``forward`` applies to whole task losses (e.g. KTUP's lambda and
         1 - lambda, Eq. 21); absent tasks have 1. They act only when the tasks share one
