@@ -102,17 +102,17 @@ def test_reproduce_ktup_writes_tables_2_3_4(ktup_project, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "ktup", "--seeds", "2", "--datasets", "tiny", "--out", "runs",
                   "--configs", "configs", "--budget", "400", "--write-results",
-                  "docs/results.md", "--rows", "BPRMF,KTUP (soft),TransH"])
+                  "docs/results.md", "--rows", "BPRMF,KTUP (soft),TransH", "--no-warm-start"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     text = (ktup_project / "docs" / "results.md").read_text()
     for block in ("table2", "table4", "table3"):
-        assert f"<!-- reproduce:ktup-{block}:tiny -->" in text
-    t2 = text.split("<!-- reproduce:ktup-table2:tiny -->")[1].split("<!-- /")[0]
+        assert f"<!-- reproduce:ktup-cold-{block}:tiny -->" in text
+    t2 = text.split("<!-- reproduce:ktup-cold-table2:tiny -->")[1].split("<!-- /")[0]
     for label in ("BPRMF", "KTUP (soft)"):
         assert f"| {label} |" in t2
     assert "| TransH |" not in t2 and "| TUP (soft) |" not in t2  # KG-only row; no tup preset
-    t4 = text.split("<!-- reproduce:ktup-table4:tiny -->")[1].split("<!-- /")[0]
+    t4 = text.split("<!-- reproduce:ktup-cold-table4:tiny -->")[1].split("<!-- /")[0]
     assert "| TransH |" in t4 and "| KTUP (soft) |" in t4 and "| BPRMF |" not in t4
     assert "lambda" in t2 and "joint_lambda=0." in t2  # KTUP's grid is lambda
     # every run stopped at the budget (one batch over at most) and seeds 0, 1 were tested
@@ -123,7 +123,7 @@ def test_reproduce_ktup_writes_tables_2_3_4(ktup_project, monkeypatch, capsys):
         m = json.loads(path.read_text())
         assert max(m["examples"].values()) < 400 + 32 and ("topk" in m or "kg" in m)
     assert out.count("Table 2") == 1
-    t3 = text.split("<!-- reproduce:ktup-table3:tiny -->")[1].split("<!-- /")[0]
+    t3 = text.split("<!-- reproduce:ktup-cold-table3:tiny -->")[1].split("<!-- /")[0]
     assert "| TransH |" in t3 and "head N-1" in t3
 
 
@@ -137,6 +137,7 @@ def test_reproduce_ktup_rows_option(ktup_project, monkeypatch, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "| BPRMF |" in out and "KTUP (soft)" not in out and "--rows 'BPRMF'" in out
+    assert "Table 4" not in out and "Table 3" not in out  # no KG row: no empty KG tables
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "ktup", "--datasets", "tiny", "--configs", "configs",
                   "--rows", "BPRMF,NoSuchModel"])
@@ -156,6 +157,78 @@ def test_reproduce_ktup_authors_sampler_reading(ktup_project, monkeypatch, capsy
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "authors' negative sampler" in out and "Table 4" not in out
+    assert "--set train.sampler_options.rec.exclude=all_splits`" in out  # the command says so
     assert "| BPRMF |" in out and "| TransH |" not in out  # a KG-only row: no rec sampler
     cfg = (ktup_project / "runs" / "tiny" / "bprmf-all_splits-lrx1" / "s0" / "config.yaml").read_text()
     assert "exclude: all_splits" in cfg
+
+
+def test_reproduce_ktup_warm_start_chains_rows_seed_for_seed(ktup_project, monkeypatch, capsys):
+    """Warm start (the default) adds the rows a warm row needs (KTUP <- TUP + TransH, TUP <- BPRMF,
+    TransH <- TransE) and starts each seed from the same seed's selected model.pt."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from kgrec import cli
+
+    conf = ktup_project / "configs"
+    for stem, src in (("tup", "bprmf"), ("transe", "transh")):
+        text = (conf / f"{src}-tiny.yaml").read_text().replace(f"model: {src}", f"model: {stem}")
+        (conf / f"{stem}-tiny.yaml").write_text(text)
+    monkeypatch.chdir(ktup_project)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "ktup", "--seeds", "2", "--datasets", "tiny", "--out", "runs",
+                  "--configs", "configs", "--budget", "200", "--write-results",
+                  "docs/results.md", "--rows", "KTUP (soft)"])
+    assert exc.value.code == 0
+    text = (ktup_project / "docs" / "results.md").read_text()
+    t2 = text.split("<!-- reproduce:ktup-table2:tiny -->")[1].split("<!-- /")[0]
+    t4 = text.split("<!-- reproduce:ktup-table4:tiny -->")[1].split("<!-- /")[0]
+    assert "| BPRMF |" in t2 and "| TUP (soft), from BPRMF |" in t2
+    assert "| KTUP (soft), from TUP (soft) + TransH |" in t2 and "warm-start" not in t2
+    assert "| TransE |" in t4 and "| TransH, from TransE |" in t4
+    assert "<!-- reproduce:ktup-cold-table2:tiny -->" not in text  # warm start is the default
+    runs = ktup_project / "runs" / "tiny"
+    (chosen,) = [p.parent for p in runs.glob("ktup-soft-warm-joint_lambda*/s1")]
+    for s in (0, 1):
+        ktup = chosen / f"s{s}"
+        starts = yaml.safe_load((ktup / "config.yaml").read_text())["init_from"]
+        assert [p.split("/")[-3].split("-lr")[0] for p in starts] == ["tup-soft-warm", "transh-warm"]
+        assert all(p.endswith(f"/s{s}/model.pt") for p in starts)
+        tup = Path(starts[0]).parent  # the selected TUP run of this seed
+        (bpr,) = yaml.safe_load((tup / "config.yaml").read_text())["init_from"]
+        assert "/bprmf-lr" in bpr and bpr.endswith(f"/s{s}/model.pt")
+        assert "topk" in json.loads((ktup / "metrics.json").read_text())
+
+
+def test_init_from_copies_matching_tensors_and_changes_training(tmp_path, tiny_processed):
+    """The config's init_from (any model): the named tensors start as the checkpoint's,
+    and the run differs from a cold one."""
+    import torch
+
+    from kgrec.config import load_config
+    from kgrec.models import get_model_class
+    from kgrec.training.experiment import prepare_data, run
+
+    raw = {"model": "bprmf", "model_args": {"dim": 4},
+           "data": {"dataset": str(tiny_processed), "layout": "processed", "split": "per_user",
+                    "negatives": "drop"},
+           "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "monitor": "valid.recall@10"},
+           "eval": {"protocols": ["topk"], "ks": [10]}}
+    run(load_config(raw=raw), tmp_path / "bpr", progress=False)
+    ckpt = tmp_path / "bpr" / "model.pt"
+    tup = {**raw, "model": "tup", "model_args": {"dim": 4, "n_preferences": 2}}
+    cfg = load_config(raw={**tup, "init_from": [str(ckpt)]})
+    ds, split = prepare_data(cfg)
+    model = get_model_class("tup").build(ds, split, **cfg.model_args)
+    assert sorted(model.load_pretrained(ckpt)) == ["item_emb.weight", "user_emb.weight"]
+    saved = torch.load(ckpt, weights_only=True)["model"]
+    assert torch.equal(model.user_emb.weight, saved["user_emb.weight"])
+    warm = run(cfg, tmp_path / "warm", progress=False)
+    cold = run(load_config(raw=tup), tmp_path / "cold", progress=False)
+    assert warm["history"][0]["loss_rec"] != cold["history"][0]["loss_rec"]
+    with pytest.raises(ConfigError, match="not found"):
+        run(load_config(raw={**tup, "init_from": [str(tmp_path / "none.pt")]}),
+            tmp_path / "bad", progress=False)

@@ -276,3 +276,56 @@ def test_ktup_build_takes_alignment_and_train_triples():
     assert m.relation_names == ["genre", "author", "series"]
     tup = get_model_class("tup").build(ds, None, dim=4, n_preferences=2, induction="hard")
     assert tup.score_all(torch.tensor([0, 1])).shape == (2, 6)
+
+
+def test_tup_norm_constraint_is_the_authors_norm_loss_and_acts():
+    """norm_constraint adds c * sum [||x||^2 - 1]_+ over the batch's user rows, its item rows
+    (positive and negative) and every preference vector (the authors' normLoss, a sum), and
+    a step under it shrinks the over-long rows that a step without it leaves longer."""
+    batch = {"users": torch.tensor([0, 1, 2, 0]), "pos_items": torch.tensor([0, 1, 2, 3]),
+             "neg_items": torch.tensor([5, 4, 3, 2])}
+    plain, con = _tup(soft_constraint=0.0), _tup(soft_constraint=0.0, norm_constraint=0.5)
+    plain.eval(), con.eval()
+
+    def hinge(x):
+        return sum(max(float(r @ r) - 1.0, 0.0) for r in x)
+
+    with torch.no_grad():
+        rows = (hinge(con.user_emb.weight[batch["users"]])
+                + hinge(con.item_emb.weight[batch["pos_items"]])
+                + hinge(con.item_emb.weight[batch["neg_items"]]) + hinge(con.pref_emb.weight))
+        assert rows > 0  # the perturbed tables have rows outside the unit ball
+        got = (con(batch, "rec") - plain(batch, "rec")).item()
+    assert got == pytest.approx(0.5 * rows, rel=1e-5)
+    for m in (plain, con):
+        opt = torch.optim.SGD(m.parameters(), lr=0.05)
+        for _ in range(20):
+            opt.zero_grad()
+            m(batch, "rec").backward()
+            opt.step()
+    size = [m.user_emb.weight[:3].norm(dim=-1).max().item() for m in (plain, con)]
+    assert size[1] < size[0]
+    with pytest.raises(ConfigError, match="norm_constraint"):
+        _tup(norm_constraint=-1.0)
+
+
+def test_ktup_preserve_warm_scores_starts_at_the_tup_scores(tmp_path):
+    """preserve_warm_scores: KTUP warm-started from TUP + TransH scores every pair as the TUP
+    checkpoint does (i_hat, p_hat, w_hat start as TUP's); a plain copy does not."""
+    tup = _tup(n_preferences=3)
+    transh = _perturb(TransH(n_entities=8, n_relations=3, dim=5), seed=1)
+    torch.save({"model": tup.state_dict()}, tmp_path / "tup.pt")
+    torch.save({"model": transh.state_dict()}, tmp_path / "transh.pt")
+    paths = [str(tmp_path / "tup.pt"), str(tmp_path / "transh.pt")]
+    users = torch.arange(4)
+    want = tup.eval().score_all(users)
+    kw = {"n_users": 4, "n_items": 6, "n_entities": 8, "n_relations": 3, "dim": 5,
+          "item_entity": ITEM_ENTITY, "pretrained": paths}
+    same = KTUP(preserve_warm_scores=True, **kw).eval()
+    assert torch.allclose(same.score_all(users), want, atol=1e-5)
+    assert torch.allclose(same.score(users, torch.tensor([0, 2, 3, 5])),
+                          want[users, torch.tensor([0, 2, 3, 5])], atol=1e-5)
+    copied = KTUP(**kw).eval()
+    assert not torch.allclose(copied.score_all(users), want, atol=1e-2)
+    with pytest.raises(ConfigError, match="preserve_warm_scores needs"):
+        KTUP(preserve_warm_scores=True, **{**kw, "pretrained": paths[:1]})

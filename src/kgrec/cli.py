@@ -278,6 +278,10 @@ def reproduce(
     rows: Annotated[str | None, typer.Option(
         help="ktup: comma-separated rows of the paper's tables (e.g. BPRMF,'KTUP (soft)'; "
              "default every row kgrec has)")] = None,
+    warm_start: Annotated[bool | None, typer.Option(
+        "--warm-start/--no-warm-start", help="ktup: start the joint models (and TUP, TransH, "
+             "TransR) from the selected runs of their basic models, KTUP Section 6.3 (default: "
+             "on)")] = None,
 ) -> None:
     """Run a model's presets over seeds and print the paper-vs-measured table; with
     --study, one of the paper's experiments (table and figure, ours beside the paper's);
@@ -302,7 +306,8 @@ def reproduce(
                           overrides=set_, key=key, values=grid, **extra)
     else:
         table = do_reproduce(model, names, 3 if seeds is None else seeds, out, write_results,
-                             data_dir, overrides=set_, key=key, budget=budget, rows=rows, **extra)
+                             data_dir, overrides=set_, key=key, budget=budget, rows=rows,
+                             warm_start=warm_start, **extra)
     typer.echo(table)
     if write_results is not None:
         typer.echo(f"table -> {write_results}", err=True)

@@ -154,6 +154,10 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     seed: int = Field(0, ge=0, lt=2**32)
+    init_from: list[str] = Field(
+        default_factory=list,
+        description="warm start: checkpoints (a run's model.pt) whose tensors that match the "
+                    "model's parameters by name and shape initialise it (KTUP Section 6.3)")
     notes: dict[str, str] = Field(default_factory=dict, description="where each value comes from")
 
     @model_validator(mode="after")

@@ -57,22 +57,25 @@ def update_section(path: Path, key: str, body: str) -> None:
 def reproduce(model: str, datasets: list[str], seeds: int, out: Path, results: Path | None = None,
               data_dir: str | Path | None = None, configs: Path = PRESET_DIR,
               overrides: list[str] | None = None, key: str | None = None,
-              budget: int | None = None, rows: str | None = None) -> str:
+              budget: int | None = None, rows: str | None = None,
+              warm_start: bool | None = None) -> str:
     """Train the preset ``MODEL-DATASET`` (a file of ``configs``, default the shipped presets)
     with seeds ``0..seeds-1`` per dataset and return a markdown table of paper vs measured
     test AUC / ACC (mean ± std); with ``results`` (a path), also write it into that file
     (block ``key``, default ``reproduce:MODEL``).
     ``overrides`` are ``--set`` strings. ``ktup`` runs the KTUP paper's Tables 2-4 instead
     (:mod:`kgrec.studies.ktup`; ``budget``: training examples per task of every run,
-    ``rows``: comma-separated row labels)."""
+    ``rows``: comma-separated row labels, ``warm_start``: Section 6.3's pretrained starts)."""
     if model == "ktup":
         from kgrec.studies.ktup import reproduce_ktup, select_rows
 
         extra = {"budget": budget} if budget is not None else {}
+        if warm_start is not None:
+            extra["warm_start"] = warm_start
         return reproduce_ktup(datasets, seeds, out, results, data_dir, configs, overrides, key,
                               rows=select_rows(rows), **extra)
-    if budget is not None or rows is not None:
-        raise ConfigError("--budget and --rows are options of kgrec reproduce ktup")
+    if budget is not None or rows is not None or warm_start is not None:
+        raise ConfigError("--budget, --rows and --[no-]warm-start are options of kgrec reproduce ktup")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if not datasets:

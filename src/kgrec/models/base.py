@@ -9,6 +9,7 @@ training tasks (``tasks``) and, for each, the kind of sampler that feeds it
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -78,6 +79,43 @@ class Model(nn.Module):
             n_relations=dataset.n_relations,
             **kwargs,
         )
+
+    def load_pretrained(self, path: str | Path) -> list[str]:
+        """Warm start (KTUP Section 6.3): copy every tensor of the kgrec checkpoint ``path``
+        (``{"model": state_dict, ...}``, e.g. a run's ``model.pt``, loaded with
+        ``weights_only=True``) whose name and shape match one of this model's parameters;
+        returns the names copied (also kept in ``self.loaded[path]``). Other names are
+        ignored; a file that matches nothing is a :class:`ConfigError`."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: pretrained checkpoint not found")
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - truncated, foreign or not a torch file
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else repr(e)
+            raise ConfigError(f"{p}: pretrained file is not a readable kgrec checkpoint: "
+                              f"{first}") from None
+        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(state, dict):
+            raise ConfigError(f"{p}: not a kgrec checkpoint (expected {{'model': state_dict}})")
+        own = dict(self.named_parameters())
+        done = []
+        with torch.no_grad():
+            for name, value in state.items():
+                if name in own and isinstance(value, Tensor) and value.shape == own[name].shape:
+                    own[name].copy_(value)
+                    done.append(name)
+        if not done:
+            raise ConfigError(f"{p}: no tensor matches a {self.name} parameter by name and "
+                              f"shape (expected some of {', '.join(sorted(own))})")
+        if not hasattr(self, "loaded"):
+            self.loaded: dict[str, list[str]] = {}
+        self.loaded[str(p)] = done
+        return done
+
+    def finish_warm_start(self) -> None:
+        """Called once after every ``init_from`` checkpoint is loaded (models that combine
+        tables from several checkpoints adjust them here; default: nothing)."""
 
     def task_weights(self) -> dict[str, float]:
         """Constant factors ``forward`` applies to whole task losses (e.g. KTUP's lambda and

@@ -33,7 +33,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -64,7 +63,7 @@ class KTUP(PreferenceTranslation, TransH):
                  item_entity: Sequence[int] | np.ndarray | None = None,
                  triples: np.ndarray | None = None, relation_names: list[str] | None = None,
                  head_prob: np.ndarray | None = None, pretrained: str | list[str] | None = None,
-                 chunk_elems: int = 1 << 18) -> None:
+                 preserve_warm_scores: bool = False, chunk_elems: int = 1 << 18) -> None:
         TransH.__init__(self, n_entities, n_relations, dim, margin, norm, corrupt,
                         soft_constraint, head_prob, n_users, n_items)
         _check_induction(induction, tau, norm)
@@ -89,8 +88,34 @@ class KTUP(PreferenceTranslation, TransH):
                         else np.asarray(triples, np.int64).reshape(-1, 3))
         self.relation_names = relation_names
         self.loaded: dict[str, list[str]] = {}
+        self.preserve_warm_scores = bool(preserve_warm_scores)
         for path in [pretrained] if isinstance(pretrained, str) else (pretrained or []):
             self.load_pretrained(path)
+        if pretrained:
+            self.finish_warm_start()
+
+    def finish_warm_start(self) -> None:
+        """With ``preserve_warm_scores``, once TUP's tables (``item_emb``, ``pref_emb``,
+        ``pref_norm_emb``) and TransH's (``entity_emb``, ``relation_emb``, ``norm_emb``) are
+        loaded, subtract the KG part that Eq. 18-20 add: ``i = i_TUP - e``,
+        ``p = p_TUP - r``, ``w_p = w_TUP - w_r``, so that ``i_hat``, ``p_hat`` and ``w_hat``
+        start as TUP's vectors and the model's first scores are the TUP checkpoint's
+        (a plain copy, the authors' ``ktup.sh``, starts from ``i_TUP + e`` instead, a
+        perturbed TUP). Our choice, off by default; needs both kinds of tables loaded."""
+        if not self.preserve_warm_scores:
+            return
+        names = {n for done in self.loaded.values() for n in done}
+        rec = {"item_emb.weight", "pref_emb.weight", "pref_norm_emb.weight"}
+        kg = {"entity_emb.weight", "relation_emb.weight", "norm_emb.weight"}
+        if not (rec <= names and kg <= names):
+            raise ConfigError("preserve_warm_scores needs TUP's item and preference tables and "
+                              f"TransH's entity and relation tables loaded; loaded: "
+                              f"{', '.join(sorted(names)) or 'nothing'}")
+        with torch.no_grad():
+            aligned = self.item_entity >= 0
+            self.item_emb.weight[aligned] -= self.entity_emb.weight[self.item_entity[aligned]]
+            self.pref_emb.weight -= self.relation_emb.weight
+            self.pref_norm_emb.weight -= self.norm_emb.weight
 
     @classmethod
     def build(cls, dataset: KGDataset, train: Split, **kwargs: Any) -> Model:
@@ -101,32 +126,6 @@ class KTUP(PreferenceTranslation, TransH):
                    n_entities=dataset.n_entities, n_relations=dataset.n_relations,
                    item_entity=dataset.item_entity, triples=triples,
                    relation_names=dataset.relation_names, **kwargs)
-
-    def load_pretrained(self, path: str) -> list[str]:
-        """Copy matching tensors of a kgrec checkpoint into this model; returns their names."""
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: pretrained checkpoint not found")
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - truncated, foreign or not a torch file
-            raise ConfigError(f"{p}: pretrained file is not a readable kgrec checkpoint: "
-                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else e!r}") from None
-        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict):
-            raise ConfigError(f"{p}: not a kgrec checkpoint (expected {{'model': state_dict}})")
-        own = dict(self.named_parameters())
-        done = []
-        with torch.no_grad():
-            for name, value in state.items():
-                if name in own and isinstance(value, Tensor) and value.shape == own[name].shape:
-                    own[name].copy_(value)
-                    done.append(name)
-        if not done:
-            raise ConfigError(f"{p}: no tensor matches a KTUP parameter by name and shape "
-                              f"(expected some of {', '.join(sorted(own))})")
-        self.loaded[str(p)] = done
-        return done
 
     # --- Eq. 17-20 ----------------------------------------------------------------------
     def item_vectors(self, items: Tensor) -> Tensor:

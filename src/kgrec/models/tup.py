@@ -20,9 +20,14 @@ Readings taken (the extracted formulas are partly garbled):
   ``p = sum alpha p'`` and ``w_p = sum alpha w_p'``.
 * The induced normal is L2-normalised before projecting (TransH's ``||w|| = 1``).
 * Regularisation: ``soft_constraint`` times the mean TransH orthogonality
-  ``(w_p^T p)^2 / ||p||^2`` over all preferences (the authors' ``orthogonalLoss``), and
+  ``(w_p^T p)^2 / ||p||^2`` over all preferences (the authors' ``orthogonalLoss``),
   ``l2`` times the mean squared norm of the batch's user/item vectors (the paper's L2
-  coefficient; the authors apply it as optimiser weight decay instead).
+  coefficient; the authors apply it as optimiser weight decay instead) and
+  ``norm_constraint`` times the authors' ``normLoss`` of TUP (``item_recommendation.py``;
+  not in the paper): ``sum [||x||^2 - 1]_+`` over the batch's user rows, its positive and
+  negative item rows and every preference vector, a sum (not a mean) next to the BPR mean,
+  so in effect a unit-ball constraint (weight 1 in their code; 0 = off). KTUP's rec step
+  has no such term in their code (its entities are constrained by TransH's).
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ class PreferenceTranslation:
     tau: float
     norm: int
     chunk_elems: int
+    norm_constraint: float = 0.0
 
     def item_vectors(self, items: Tensor) -> Tensor:
         return self.item_emb(items)
@@ -162,6 +168,11 @@ class PreferenceTranslation:
         if self.l2 > 0:
             sq = u.pow(2).sum(-1) + ip.pow(2).sum(-1) + ineg.pow(2).sum(-1)
             loss = loss + self.l2 * sq.mean()
+        if self.norm_constraint > 0:  # the authors' normLoss: summed over the batch's rows
+            def over(x: Tensor) -> Tensor:
+                return F.relu(x.pow(2).sum(-1) - 1.0).sum()
+            rows = (over(u) + over(iv)) / batch.get("batch_share", 1.0)
+            loss = loss + self.norm_constraint * (rows + over(self.preference_tables()[0]))
         return loss
 
     # --- scoring ------------------------------------------------------------------------
@@ -218,8 +229,8 @@ class TUP(PreferenceTranslation, Model):
 
     def __init__(self, n_users: int, n_items: int, n_preferences: int = 20, dim: int = 100,
                  induction: Literal["hard", "soft"] = "soft", norm: int = 1, tau: float = 1.0,
-                 soft_constraint: float = 1.0, l2: float = 0.0, chunk_elems: int = 1 << 18,
-                 n_entities: int = 0, n_relations: int = 0) -> None:
+                 soft_constraint: float = 1.0, l2: float = 0.0, norm_constraint: float = 0.0,
+                 chunk_elems: int = 1 << 18, n_entities: int = 0, n_relations: int = 0) -> None:
         super().__init__()
         _check_induction(induction, tau, norm)
         if n_preferences <= 0 or dim <= 0:
@@ -228,6 +239,9 @@ class TUP(PreferenceTranslation, Model):
         self.n_preferences, self.dim = n_preferences, dim
         self.induction, self.norm, self.tau = induction, norm, float(tau)
         self.soft_constraint, self.l2 = float(soft_constraint), float(l2)
+        if norm_constraint < 0:
+            raise ConfigError(f"norm_constraint must be >= 0, got {norm_constraint}")
+        self.norm_constraint = float(norm_constraint)
         self.chunk_elems = int(chunk_elems)
         self.user_emb = init_embedding(n_users, dim)
         self.item_emb = init_embedding(n_items, dim)

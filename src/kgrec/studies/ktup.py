@@ -14,8 +14,8 @@ Every row of the paper that kgrec has (:data:`ROWS`) is trained from its preset
   KG Hits@10 for TransE/H/R); the test split is not read. The grid is the preset's
   learning rates times each factor of ``lr_factors``, except for KTUP, whose grid of the
   same size is the joint weight lambda of Eq. 21 in ``{0.7, 0.5, 0.3}`` (KTUP Section
-  6.3's search) at the preset's learning rates times ``Row.grid_lr`` (2, the middle of
-  the others' grid).
+  6.3's search) at the preset's learning rates times ``Row.grid_lr`` (1: the authors'
+  ``ktup.sh`` lr 0.001, at which a warm start holds; at x2 it drifts down).
 * **Seeds.** The selected setting is trained with seeds ``0..seeds-1`` (seed 0 resumed
   from its grid run) and each is test-evaluated once; tables give mean ± std.
 
@@ -27,6 +27,18 @@ every known triple, head and tail predictions pooled (Table 4) and, per relation
 (Table 3), apart. Categories come from the KG *training* triples by the TransH rule
 (tails per head and heads per tail below or at/above 1.5). The paper's Table 3 is on
 MovieLens-1m only, so Table 3 here has no paper column.
+
+``warm_start=True`` (the default; ``--no-warm-start`` trains every row from scratch)
+initialises the rows that have one (``Row.warm``) from the selected runs of other rows,
+seed for seed (a seed-``s`` run, and the grid of seed 0, starts from the seed-``s``
+checkpoints ``model.pt`` of the rows it names, which are added to the study when not asked
+for): KTUP Section 6.3 gives the joint models "the
+pretrained embeddings of the basic model (i.e., BPRMF and TransE)"; the authors' scripts
+are more specific and are followed where they exist: ``ktup.sh`` loads TUP and TransH
+checkpoints, ``cke.sh`` BPRMF and TransR, ``cofm.sh`` BPRMF and TransE. CFKG takes BPRMF and
+TransE (Section 6.3); TUP takes BPRMF and TransH / TransR take TransE (our reading: each
+from its basic model, which the chains above need). Tensors are matched by name and shape
+(:meth:`kgrec.models.base.Model.load_pretrained`, the config's ``init_from``).
 
 ``sampler="all_splits"`` trains every recommender with the KTUP authors' negative sampler
 (negatives avoid the user's valid and test items too: a test-set leak, see
@@ -59,7 +71,8 @@ class Row:
     rec: bool = True  # a row of Table 2
     kg: bool = False  # a row of Tables 3 and 4
     grid: tuple[tuple[str, ...], ...] | None = None  # None: the lr factors
-    grid_lr: float = 2.0  # the lr factor of a ``grid`` row's points
+    grid_lr: float = 2.0  # the lr factor of a ``grid`` row's points (KTUP: 1, ``ktup.sh``)
+    warm: tuple[str, ...] = ()  # rows whose checkpoints start this one (``warm_start``)
 
 
 _LAMBDAS = tuple((f"model_args.joint_lambda={v}",) for v in (0.7, 0.5, 0.3))
@@ -68,17 +81,19 @@ _LAMBDAS = tuple((f"model_args.joint_lambda={v}",) for v in (0.7, 0.5, 0.3))
 ROWS: tuple[Row, ...] = (
     Row("FM", "fm"),
     Row("BPRMF", "bprmf"),
-    Row("CFKG", "cfkg", kg=True),
-    Row("CKE", "cke", kg=True),
-    Row("CoFM (share)", "cofm", ("model_args.variant=share",), kg=True),
-    Row("CoFM (reg)", "cofm", ("model_args.variant=reg",), kg=True),
-    Row("TUP (hard)", "tup", ("model_args.induction=hard",)),
-    Row("TUP (soft)", "tup", ("model_args.induction=soft",)),
-    Row("KTUP (hard)", "ktup", ("model_args.induction=hard",), kg=True, grid=_LAMBDAS),
-    Row("KTUP (soft)", "ktup", ("model_args.induction=soft",), kg=True, grid=_LAMBDAS),
+    Row("CFKG", "cfkg", kg=True, warm=("BPRMF", "TransE")),
+    Row("CKE", "cke", kg=True, warm=("BPRMF", "TransR")),
+    Row("CoFM (share)", "cofm", ("model_args.variant=share",), kg=True, warm=("BPRMF", "TransE")),
+    Row("CoFM (reg)", "cofm", ("model_args.variant=reg",), kg=True, warm=("BPRMF", "TransE")),
+    Row("TUP (hard)", "tup", ("model_args.induction=hard",), warm=("BPRMF",)),
+    Row("TUP (soft)", "tup", ("model_args.induction=soft",), warm=("BPRMF",)),
+    Row("KTUP (hard)", "ktup", ("model_args.induction=hard",), kg=True, grid=_LAMBDAS,
+        grid_lr=1.0, warm=("TUP (hard)", "TransH")),
+    Row("KTUP (soft)", "ktup", ("model_args.induction=soft",), kg=True, grid=_LAMBDAS,
+        grid_lr=1.0, warm=("TUP (soft)", "TransH")),
     Row("TransE", "transe", rec=False, kg=True),
-    Row("TransH", "transh", rec=False, kg=True),
-    Row("TransR", "transr", rec=False, kg=True),
+    Row("TransH", "transh", rec=False, kg=True, warm=("TransE",)),
+    Row("TransR", "transr", rec=False, kg=True, warm=("TransE",)),
 )
 
 #: KTUP Table 2, DBbook2014 (@10, %): precision, recall, F1, hit ratio, NDCG (authors')
@@ -105,7 +120,7 @@ TOPK_COLUMNS = (("precision", "P"), ("recall", "R"), ("f1", "F1"), ("hit", "Hit"
 SAMPLERS = ("train", "all_splits")
 #: the study's protocol: training examples per task of every run, validations per run
 #: (every ``BUDGET / VALIDATIONS`` examples), patience in validations, the lr grid
-BUDGET, VALIDATIONS, PATIENCE, LR_FACTORS = 500_000, 3, 2, (1.0, 2.0, 4.0)
+BUDGET, VALIDATIONS, PATIENCE, LR_FACTORS = 1_500_000, 3, 2, (1.0, 2.0, 4.0)
 
 
 def select_rows(names: str | None) -> tuple[Row, ...]:
@@ -120,6 +135,24 @@ def select_rows(names: str | None) -> tuple[Row, ...]:
         raise ConfigError(f"--rows: unknown row {', '.join(map(repr, unknown)) or '(none given)'}"
                           f"; the rows: {', '.join(r.label for r in ROWS)}")
     return tuple(r for r in ROWS if r.label.lower() in wanted)
+
+
+def with_warm_rows(rows: tuple[Row, ...] | list[Row]) -> tuple[Row, ...]:
+    """``rows`` plus every row their warm starts need (transitively), each after the rows
+    it starts from (the needed rows first, in :data:`ROWS` order otherwise)."""
+    by = {r.label: r for r in ROWS}
+    done: list[Row] = []
+
+    def add(r: Row) -> None:
+        if r in done:
+            return
+        for dep in r.warm:
+            add(by[dep])
+        done.append(r)
+
+    for r in rows:
+        add(r)
+    return tuple(done)
 
 
 def _slug(label: str) -> str:
@@ -180,6 +213,14 @@ def _run_once(preset: Path, overrides: list[str], out: Path, data_dir, test: boo
     return run(load_config(preset, overrides), out, data_dir, progress=False, evaluate_test=test)
 
 
+def _init_from(results: dict[str, dict], warm: tuple[str, ...], seed: int) -> list[str]:
+    """The ``init_from`` override of a seed-``seed`` run warm-started from the rows ``warm``."""
+    if not warm:
+        return []
+    paths = [str((results[d]["folders"][seed] / "model.pt").resolve()) for d in warm]
+    return [f"init_from={json.dumps(paths)}"]
+
+
 def _mean_sd(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     if not values:
         return "-"
@@ -192,10 +233,13 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
                lr_factors: tuple[float, ...] = LR_FACTORS, validations: int = VALIDATIONS,
                patience: int = PATIENCE, sampler: str = "train",
                overrides: list[str] | None = None,
-               seeds_of: dict[str, int] | None = None) -> dict[str, dict]:
+               seeds_of: dict[str, int] | None = None,
+               warm_start: bool = True) -> dict[str, dict]:
     """Grid on seed 0, then seeds ``0..seeds-1`` of the selected point, for every row.
 
-    ``seeds_of`` gives some rows (by label) fewer or more seeds than ``seeds``.
+    ``seeds_of`` gives some rows (by label) fewer or more seeds than ``seeds``. With
+    ``warm_start``, rows with ``Row.warm`` start from those rows' selected runs, seed for
+    seed (the rows they need are added, with at least as many seeds).
     Rows without a preset ``PRESET-DATASET.yaml`` in ``configs`` are left out (every row
     has one in the shipped presets for dbbook2014). Returns ``{label: {"row", "grid":
     [(name, valid score, best epoch)], "chosen", "monitor", "runs": [metrics per seed]}}``.
@@ -205,6 +249,12 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     results: dict[str, dict] = {}
+    n_seeds = {r.label: (seeds_of or {}).get(r.label, seeds) for r in ROWS}
+    if warm_start:
+        rows = with_warm_rows(rows)
+        for r in reversed(rows):  # dependents come after their rows: walk back
+            for dep in r.warm:
+                n_seeds[dep] = max(n_seeds[dep], n_seeds[r.label])
     present = [r for r in rows if (configs / f"{r.preset}-{dataset}.yaml").is_file()]
     if not present:
         raise ConfigError(f"{configs}: no preset of the KTUP rows for {dataset} "
@@ -219,23 +269,35 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
                 *(overrides or [])]
         monitor = load_config(preset, base).train.monitor
         key = monitor.split(".", 1)[1]
-        tag = _slug(row.label) + ("" if sampler == "train" else f"-{sampler}")
+        warm = row.warm if warm_start else ()
+        missing = [d for d in warm if d not in results]
+        if missing:
+            raise ConfigError(f"{row.label}: warm start needs the row(s) {', '.join(missing)}, "
+                              f"which have no preset for {dataset} in {configs} (--no-warm-start trains "
+                              "every row from scratch)")
+
+        tag = (_slug(row.label) + ("" if sampler == "train" else f"-{sampler}")
+               + ("-warm" if warm else ""))
         grid = []
         for name, sets in _grid(row, lr_factors, preset, base):
             folder = out / dataset / f"{tag}-{name.replace(' ', '').replace('=', '')}"
-            m = _run_once(preset, [*base, *sets, "seed=0"], folder / "s0", data_dir, False)
+            m = _run_once(preset, [*base, *sets, "seed=0", *_init_from(results, warm, 0)],
+                          folder / "s0", data_dir, False)
             hist = [h[f"valid_{key}"] for h in m["history"] if f"valid_{key}" in h]
             score = (min if key.endswith("mean_rank") else max)(hist)
             grid.append((name, score, m["best_epoch"], sets, folder))
         pick = (min if key.endswith("mean_rank") else max)(grid, key=lambda g: g[1])
-        runs = [_run_once(preset, [*base, *pick[3], f"seed={s}"], pick[4] / f"s{s}", data_dir,
-                          True) for s in range((seeds_of or {}).get(row.label, seeds))]
+        folders = [pick[4] / f"s{s}" for s in range(n_seeds[row.label])]
+        runs = [_run_once(preset, [*base, *pick[3], f"seed={s}", *_init_from(results, warm, s)],
+                          f, data_dir, True) for s, f in enumerate(folders)]
         results[row.label] = {"row": row, "grid": [g[:3] for g in grid], "chosen": pick[0],
-                              "monitor": monitor, "runs": runs, "eval_every": every}
+                              "monitor": monitor, "runs": runs, "eval_every": every,
+                              "folders": folders, "warm": warm}
     return results
 
 
-def _caption(cmd: str, seeds: int, budget: int, sampler: str, devices: list[str]) -> str:
+def _caption(cmd: str, seeds: int, budget: int, sampler: str, devices: list[str],
+             warm_start: bool = False) -> str:
     reading = ("negatives avoid the user's training items only (honest)" if sampler == "train"
                else "**the authors' negative sampler** (negatives avoid the user's train, valid "
                     "and test items: a test-set leak; not a fair figure)")
@@ -247,7 +309,11 @@ def _caption(cmd: str, seeds: int, budget: int, sampler: str, devices: list[str]
             f"stopping after "
             f"{PATIENCE} without a better one; grid of 3 per row on seed 0, selected on "
             f"validation (the preset's lr x{{{', '.join(f'{f:g}' for f in LR_FACTORS)}}}; KTUP: "
-            f"lambda in {{0.7, 0.5, 0.3}} at lr x2); {reading}.")
+            f"lambda in {{0.7, 0.5, 0.3}} at lr x1); {reading}."
+            + (" Warm start (KTUP Section 6.3, the authors' scripts): a row 'X, from A + B' "
+               "starts each seed (and seed 0's grid) from the selected seed's model.pt of rows "
+               "A and B of this table (tensors matched by name and shape); its examples are "
+               "those of its own run, not counting A's and B's." if warm_start else ""))
 
 
 def table2(results: dict[str, dict], dataset: str, caption: str) -> str:
@@ -270,9 +336,14 @@ def table2(results: dict[str, dict], dataset: str, caption: str) -> str:
             cell = _mean_sd([m["topk"][f"{metric}@10"] for m in runs], 100)
             cells.append(cell + (f" ({ref[j]:.2f})" if ref else ""))
         cells.append(_mean_sd([m["topk"]["ndcg@10"] for m in runs], 100))
-        lines.append(f"| {label} | {' | '.join(cells)} | {_selected(r)} | {_examples(runs)} "
-                     f"| {len(runs)} |")
+        lines.append(f"| {_shown(label, r)} | {' | '.join(cells)} | {_selected(r)} "
+                     f"| {_examples(runs)} | {len(runs)} |")
     return "\n".join(lines)
+
+
+def _shown(label: str, r: dict) -> str:
+    """The row's label, with the rows it was warm-started from."""
+    return f"{label}, from {' + '.join(r['warm'])}" if r.get("warm") else label
 
 
 def _selected(r: dict) -> str:
@@ -305,8 +376,8 @@ def table4(results: dict[str, dict], dataset: str, caption: str) -> str:
         hits = _mean_sd([x["hits@10"] for x in f], 100) + (f" ({ref[0]:.2f})" if ref else "")
         mr = _mean_sd([x["mean_rank"] for x in f], 1, 0) + (f" ({ref[1]:.0f})" if ref else "")
         mrr = _mean_sd([x["mrr"] for x in f], 1, 4)
-        lines.append(f"| {label} | {hits} | {mr} | {mrr} | {_selected(r)} | {_examples(runs)} "
-                     f"| {len(runs)} |")
+        lines.append(f"| {_shown(label, r)} | {hits} | {mr} | {mrr} | {_selected(r)} "
+                     f"| {_examples(runs)} | {len(runs)} |")
     return "\n".join(lines)
 
 
@@ -330,7 +401,7 @@ def table3(results: dict[str, dict], caption: str) -> str:
                 vals = [m["kg"]["categories"][c][side]["hits@10"] for m in runs
                         if c in m["kg"].get("categories", {})]
                 cells.append(_mean_sd(vals, 100))
-        lines.append(f"| {label} | {' | '.join(cells)} |")
+        lines.append(f"| {_shown(label, r)} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -338,12 +409,13 @@ def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | N
                    data_dir=None, configs: Path = PRESET_DIR, overrides: list[str] | None = None,
                    key: str | None = None, budget: int = BUDGET, sampler: str = "train",
                    rows: tuple[Row, ...] | list[Row] = ROWS, cmd: str | None = None,
-                   seeds_of: dict[str, int] | None = None) -> str:
+                   seeds_of: dict[str, int] | None = None, warm_start: bool = True) -> str:
     """Tables 2, 4 and 3 for each dataset (markdown); with ``results``, also written into
     that file in blocks ``KEY-table2:DATASET`` (and ``-table4``, ``-table3``), ``KEY``
     defaulting to ``reproduce:ktup`` (``reproduce:ktup-authors-sampler`` for
     ``sampler="all_splits"``, also chosen by the override
-    ``train.sampler_options.rec.exclude=all_splits``)."""
+    ``train.sampler_options.rec.exclude=all_splits``; ``-cold`` appended without the warm
+    start)."""
     from kgrec.reproduce import update_section
 
     if not datasets:
@@ -352,20 +424,23 @@ def reproduce_ktup(datasets: list[str], seeds: int, out: Path, results: Path | N
     if leak in (overrides or []):  # the authors' sampler: rec rows only, tables labelled
         overrides = [o for o in overrides if o != leak]
         sampler = "all_splits"
-    key = key or ("reproduce:ktup" + ("" if sampler == "train" else "-authors-sampler"))
+    key = key or ("reproduce:ktup" + ("" if sampler == "train" else "-authors-sampler")
+                  + ("" if warm_start else "-cold"))
     chosen = "" if tuple(rows) == ROWS else f" --rows '{','.join(r.label for r in rows)}'"
     cmd = cmd or (f"kgrec reproduce ktup --seeds {seeds} --datasets {','.join(datasets)}"
                   + (f" --budget {budget}" if budget != BUDGET else "") + chosen
-                  + "".join(f" --set {o}" for o in overrides or []))
+                  + ("" if warm_start else " --no-warm-start")
+                  + "".join(f" --set {o}" for o in overrides or [])
+                  + (f" --set {leak}" if sampler == "all_splits" else ""))
     parts = []
     for ds in datasets:
         res = study_rows(rows, ds, seeds, out, data_dir, configs, budget, sampler=sampler,
-                         overrides=overrides, seeds_of=seeds_of)
+                         overrides=overrides, seeds_of=seeds_of, warm_start=warm_start)
         devices = [load_config(configs / f"{r['row'].preset}-{ds}.yaml",
                                overrides or []).train.device for r in res.values()]
-        caption = _caption(cmd, seeds, budget, sampler, devices)
+        caption = _caption(cmd, seeds, budget, sampler, devices, warm_start)
         tables = {"table2": table2(res, ds, caption)}
-        if sampler == "train":
+        if sampler == "train" and any(r["row"].kg for r in res.values()):
             tables["table4"] = table4(res, ds, caption)
             tables["table3"] = table3(res, caption)
         for name, body in tables.items():

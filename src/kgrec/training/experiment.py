@@ -434,6 +434,10 @@ def _run(cfg: RunConfig, out_dir: str | Path, device: torch.device, data_dir: st
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     model = build_model(cfg, dataset, split, device).to(device)
+    for path in cfg.init_from:  # warm start; a resumed checkpoint overrides it below
+        model.load_pretrained(path)
+    if cfg.init_from:
+        model.finish_warm_start()
     check_protocols(cfg, model)
     tasks = model.tasks
     samplers = {}
