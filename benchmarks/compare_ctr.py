@@ -35,9 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_topk import _fmt, _machine, compare  # noqa: E402
+from compare_topk import _fmt, _machine, add_run_args, compare  # noqa: E402
 
-from kgrec.presets import PRESET_DIR  # noqa: E402
 from kgrec.reproduce import update_section  # noqa: E402
 
 #: added to every run (before ``--set``): the same selection rule and protocol for all
@@ -140,14 +139,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="fewer (or more) seeds for some models, e.g. mkr=1 (shown in the table)")
     ap.add_argument("--set", action="append", default=[], dest="fixed",
                     help="key=value for every run (e.g. train.max_examples.rec=250000)")
-    ap.add_argument("--out", type=Path, default=Path("runs/compare"))
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--configs", type=Path, default=PRESET_DIR, help="preset folder")
-    ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
-                    help="also write the table into this markdown file (e.g. docs/results.md)")
-    ap.add_argument("--cuda-machine", default="",
-                    help="describes the machine of runs made with train.device=cuda elsewhere")
-    ap.add_argument("--jobs", type=int, default=1, help="runs of a phase in parallel processes")
+    add_run_args(ap)
     args = ap.parse_args(argv)
     factors = [float(x) for x in args.lr_factors.split(",")]
     models = list(dict.fromkeys(m for m in args.models.split(",") if m))

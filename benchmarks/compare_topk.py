@@ -313,6 +313,18 @@ def kg_table(results: dict[str, dict], cmd: str, budget: str, machine: str = "")
     return "\n".join(lines)
 
 
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    """The options every comparison script shares: where runs go and where tables are written."""
+    ap.add_argument("--out", type=Path, default=Path("runs/compare"))
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--configs", type=Path, default=PRESET_DIR, help="preset folder")
+    ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
+                    help="also write the table(s) into this markdown file (e.g. docs/results.md)")
+    ap.add_argument("--cuda-machine", default="",
+                    help="describes the machine of runs made with train.device=cuda elsewhere")
+    ap.add_argument("--jobs", type=int, default=1, help="runs of a phase in parallel processes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", required=True)
@@ -328,14 +340,7 @@ def main() -> None:
                          "fit the budget with every seed)")
     ap.add_argument("--set", action="append", default=[], dest="fixed",
                     help="key=value for every run (e.g. train.epochs=60)")
-    ap.add_argument("--out", type=Path, default=Path("runs/compare"))
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--configs", type=Path, default=PRESET_DIR, help="preset folder")
-    ap.add_argument("--write-results", type=Path, default=None, metavar="PATH",
-                    help="also write the tables into this markdown file (e.g. docs/results.md)")
-    ap.add_argument("--cuda-machine", default="",
-                    help="describes the machine of runs made with train.device=cuda elsewhere")
-    ap.add_argument("--jobs", type=int, default=1, help="runs of a phase in parallel processes")
+    add_run_args(ap)
     ap.add_argument("--full-table", action="store_true",
                     help="top-K table with the authors' NDCG (eval.ndcg_authors), the seeds, the "
                          "training examples and seconds to the validation-best epoch")

@@ -310,9 +310,9 @@ def test_kl_forms_hand_computed(form):
     assert model.kl_loss(qs, ts, labels).item() == pytest.approx(want, abs=1e-6)
 
 
-def _trained(steps: int = 15, seed: int = 0, **kw) -> HKRM:
-    model = make_model(seed=seed, **kw)
-    rows = torch.from_numpy(INTER)
+def _fit(model: HKRM, rows: np.ndarray, steps: int) -> HKRM:
+    """``steps`` full-batch Adam steps (lr 0.05) of the rec loss on labelled ``rows``."""
+    rows = torch.from_numpy(rows)
     batch = {"users": rows[:, 0], "items": rows[:, 1], "labels": rows[:, 2].float()}
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(steps):
@@ -320,6 +320,10 @@ def _trained(steps: int = 15, seed: int = 0, **kw) -> HKRM:
         model(batch, "rec").backward()
         opt.step()
     return model
+
+
+def _trained(steps: int = 15, seed: int = 0, **kw) -> HKRM:
+    return _fit(make_model(seed=seed, **kw), INTER, steps)
 
 
 @pytest.mark.parametrize("arg, value", [
@@ -373,14 +377,7 @@ def _zeroing_effect(steps: int = 60, **kw) -> tuple[float, float, float]:
 
     ds, split = planted_field_data()
     torch.manual_seed(0)
-    model = HKRM.build(ds, split, dim=8, **kw)
-    rows = torch.from_numpy(split.train)
-    batch = {"users": rows[:, 0], "items": rows[:, 1], "labels": rows[:, 2].float()}
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(steps):
-        opt.zero_grad()
-        model(batch, "rec").backward()
-        opt.step()
+    model = _fit(HKRM.build(ds, split, dim=8, **kw), split.train, steps)
     valid = torch.from_numpy(split.valid)
     with torch.no_grad():
         s = model.score(valid[:, 0], valid[:, 1])

@@ -329,3 +329,5 @@ def test_ktup_preserve_warm_scores_starts_at_the_tup_scores(tmp_path):
     assert not torch.allclose(copied.score_all(users), want, atol=1e-2)
     with pytest.raises(ConfigError, match="preserve_warm_scores needs"):
         KTUP(preserve_warm_scores=True, **{**kw, "pretrained": paths[:1]})
+    with pytest.raises(ConfigError, match="once"):  # pretrained, then init_from again
+        same.finish_warm_start()

@@ -89,6 +89,7 @@ class KTUP(PreferenceTranslation, TransH):
         self.relation_names = relation_names
         self.loaded: dict[str, list[str]] = {}
         self.preserve_warm_scores = bool(preserve_warm_scores)
+        self._warm_offsets_applied = False
         for path in [pretrained] if isinstance(pretrained, str) else (pretrained or []):
             self.load_pretrained(path)
         if pretrained:
@@ -104,6 +105,9 @@ class KTUP(PreferenceTranslation, TransH):
         perturbed TUP). Our choice, off by default; needs both kinds of tables loaded."""
         if not self.preserve_warm_scores:
             return
+        if self._warm_offsets_applied:  # pretrained and init_from both given: not twice
+            raise ConfigError("preserve_warm_scores: give the warm-start checkpoints once "
+                              "(model_args.pretrained or init_from, not both)")
         names = {n for done in self.loaded.values() for n in done}
         rec = {"item_emb.weight", "pref_emb.weight", "pref_norm_emb.weight"}
         kg = {"entity_emb.weight", "relation_emb.weight", "norm_emb.weight"}
@@ -116,6 +120,7 @@ class KTUP(PreferenceTranslation, TransH):
             self.item_emb.weight[aligned] -= self.entity_emb.weight[self.item_entity[aligned]]
             self.pref_emb.weight -= self.relation_emb.weight
             self.pref_norm_emb.weight -= self.norm_emb.weight
+        self._warm_offsets_applied = True
 
     @classmethod
     def build(cls, dataset: KGDataset, train: Split, **kwargs: Any) -> Model:
