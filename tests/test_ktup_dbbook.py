@@ -51,6 +51,29 @@ def test_bpr_exclude_rejects_an_unknown_reading():
         make_sampler("bpr", ds, split, 2, exclude="test")
 
 
+def _corruptions(filter_true) -> set[int]:
+    """Corrupted tails drawn for the training triple (0, r0, 1) of a KG whose other
+    answers of (0, r0) are entity 2 (valid) and 3 (test)."""
+    kg = {"train": np.array([[0, 0, 1]]), "valid": np.array([[0, 0, 2]]),
+          "test": np.array([[0, 0, 3]])}
+    ds = KGDataset("tinykg", np.zeros((0, 3), np.int64), np.concatenate(list(kg.values())),
+                   np.full(2, -1), n_users=1, n_items=2, n_entities=6, n_relations=1,
+                   kg_split=kg)
+    ds_split = Split(np.zeros((0, 3), np.int64), np.zeros((0, 3), np.int64),
+                     np.zeros((0, 3), np.int64))
+    s = make_sampler("triples", ds, ds_split, 1, filter_true=filter_true)
+    return {int(b["corrupt_tails"][0]) for seed in range(200) for b in s.epoch(seed)}
+
+
+def test_kg_filter_all_splits_is_the_authors_leak():
+    """filter_true=all_splits (the KTUP authors' corruption filter) never draws a held-out
+    answer as a negative; the honest filter (train triples only) does."""
+    assert _corruptions(True) == {0, 2, 3, 4, 5}
+    assert _corruptions("all_splits") == {0, 4, 5}
+    with pytest.raises(ConfigError, match="filter_true"):
+        _corruptions("test")
+
+
 def test_kg_samples_are_fixed_and_of_the_asked_size(tiny_processed):
     from kgrec.config import load_config
     from kgrec.training.experiment import _kg_part, prepare_data

@@ -331,3 +331,11 @@ def test_ktup_preserve_warm_scores_starts_at_the_tup_scores(tmp_path):
         KTUP(preserve_warm_scores=True, **{**kw, "pretrained": paths[:1]})
     with pytest.raises(ConfigError, match="once"):  # pretrained, then init_from again
         same.finish_warm_start()
+    # from BPRMF + TransH (Section 6.3's basic models): the items start as BPRMF's, the
+    # preferences as random + r (no TUP tables to preserve)
+    bpr = _perturb(get_model_class("bprmf")(n_users=4, n_items=6, dim=5), seed=2)
+    torch.save({"model": bpr.state_dict()}, tmp_path / "bpr.pt")
+    basic = KTUP(preserve_warm_scores=True, **{**kw, "pretrained": [str(tmp_path / "bpr.pt"),
+                                                                    paths[1]]})
+    assert torch.allclose(basic.all_items(), bpr.item_emb.weight, atol=1e-6)
+    assert torch.allclose(basic.user_emb.weight, bpr.user_emb.weight)

@@ -232,7 +232,12 @@ class TripleSampler(Sampler):
     """KG triples with a corrupted head and tail each (uniform, optionally avoiding true triples).
 
     ``corrupt_heads`` / ``corrupt_tails`` fields are drawn per batch; with
-    ``filter_true=True`` a corruption that is itself a known triple is redrawn.
+    ``filter_true=True`` a corruption that is itself a training triple is redrawn.
+    ``filter_true="all_splits"`` redraws corruptions that are training, validation **or
+    test** triples: the KTUP authors' reading (``jTransUP/utils/data.py``
+    ``corrupt_head_filter``/``corrupt_tail_filter`` with ``filter_wrong_corrupted``,
+    default true), a test-set leak: a held-out triple's answer is never pushed away from
+    its query, which raises filtered test Hits@10. Reported only as "authors' sampler".
     ``corrupt_sides`` ("both", "tails", "none") says which are drawn (MKR uses tails only).
     """
 
@@ -252,12 +257,18 @@ class TripleSampler(Sampler):
 
     @classmethod
     def from_data(cls, dataset: KGDataset, split: Split, batch_size: int,
-                  filter_true: bool = False, corrupt_sides: str = "both", **_: Any):
+                  filter_true: bool | str = False, corrupt_sides: str = "both", **_: Any):
+        if filter_true not in (True, False, "all_splits"):
+            raise ConfigError("train.sampler_options.kg.filter_true must be true, false or "
+                              f"all_splits, got {filter_true!r}")
         triples = dataset.kg_split["train"] if dataset.kg_split else dataset.triples
         t = torch.from_numpy(triples)
         data = {"heads": t[:, 0], "relations": t[:, 1], "tails": t[:, 2]}
-        return cls(data, batch_size, dataset.n_entities, dataset.n_relations, filter_true,
-                   triples, corrupt_sides)
+        known = triples
+        if filter_true == "all_splits" and dataset.kg_split:  # the authors' leak (see above)
+            known = np.concatenate(list(dataset.kg_split.values()))
+        return cls(data, batch_size, dataset.n_entities, dataset.n_relations, bool(filter_true),
+                   known, corrupt_sides)
 
     def extra(self, batch, rng):
         if self.corrupt_sides == "none":

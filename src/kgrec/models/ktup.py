@@ -96,30 +96,33 @@ class KTUP(PreferenceTranslation, TransH):
             self.finish_warm_start()
 
     def finish_warm_start(self) -> None:
-        """With ``preserve_warm_scores``, once TUP's tables (``item_emb``, ``pref_emb``,
-        ``pref_norm_emb``) and TransH's (``entity_emb``, ``relation_emb``, ``norm_emb``) are
-        loaded, subtract the KG part that Eq. 18-20 add: ``i = i_TUP - e``,
-        ``p = p_TUP - r``, ``w_p = w_TUP - w_r``, so that ``i_hat``, ``p_hat`` and ``w_hat``
-        start as TUP's vectors and the model's first scores are the TUP checkpoint's
-        (a plain copy, the authors' ``ktup.sh``, starts from ``i_TUP + e`` instead, a
-        perturbed TUP). Our choice, off by default; needs both kinds of tables loaded."""
+        """With ``preserve_warm_scores``, once the warm-start tables are loaded, subtract the
+        KG part that Eq. 18-20 add wherever both sides of a sum were loaded:
+        ``i = i_warm - e`` (``item_emb`` and ``entity_emb``), ``p = p_TUP - r``
+        (``pref_emb`` and ``relation_emb``), ``w_p = w_TUP - w_r`` (``pref_norm_emb`` and
+        ``norm_emb``). From TUP + TransH (the authors' ``ktup.sh``) ``i_hat``, ``p_hat`` and
+        ``w_hat`` then start as TUP's vectors and the first scores are the TUP checkpoint's;
+        from BPRMF + TransE/TransH (Section 6.3's "pretrained embeddings of the basic
+        model") the items start as BPRMF's and the preferences as ``random + r``. A plain
+        copy (the authors') starts from ``i_warm + e`` instead, a perturbed model. Our
+        choice, off by default; needs at least the item and entity tables loaded."""
         if not self.preserve_warm_scores:
             return
         if self._warm_offsets_applied:  # pretrained and init_from both given: not twice
             raise ConfigError("preserve_warm_scores: give the warm-start checkpoints once "
                               "(model_args.pretrained or init_from, not both)")
         names = {n for done in self.loaded.values() for n in done}
-        rec = {"item_emb.weight", "pref_emb.weight", "pref_norm_emb.weight"}
-        kg = {"entity_emb.weight", "relation_emb.weight", "norm_emb.weight"}
-        if not (rec <= names and kg <= names):
-            raise ConfigError("preserve_warm_scores needs TUP's item and preference tables and "
-                              f"TransH's entity and relation tables loaded; loaded: "
-                              f"{', '.join(sorted(names)) or 'nothing'}")
+        if not {"item_emb.weight", "entity_emb.weight"} <= names:
+            raise ConfigError("preserve_warm_scores needs a recommender's item table and a KG "
+                              "model's entity table loaded (e.g. TUP + TransH, BPRMF + TransE); "
+                              f"loaded: {', '.join(sorted(names)) or 'nothing'}")
         with torch.no_grad():
             aligned = self.item_entity >= 0
             self.item_emb.weight[aligned] -= self.entity_emb.weight[self.item_entity[aligned]]
-            self.pref_emb.weight -= self.relation_emb.weight
-            self.pref_norm_emb.weight -= self.norm_emb.weight
+            if {"pref_emb.weight", "relation_emb.weight"} <= names:
+                self.pref_emb.weight -= self.relation_emb.weight
+            if {"pref_norm_emb.weight", "norm_emb.weight"} <= names:
+                self.pref_norm_emb.weight -= self.norm_emb.weight
         self._warm_offsets_applied = True
 
     @classmethod

@@ -237,7 +237,7 @@ class Trainer:
                 opt.step()
                 for t, b in batches.items():
                     # distributed: loss / world summed over ranks is the global batch's loss
-                    sums[t] += losses[t].item() / self.world
+                    sums[t] += losses[t].detach() / self.world  # no per-step device sync
                     counts[t] += 1
                     self._count(t, b)
                 if self.on_step is not None:
@@ -263,7 +263,7 @@ class Trainer:
                 loss = self._losses({task: batch})[task]
                 loss.backward()
                 opt.step()
-                sums[task] += loss.item() / self.world
+                sums[task] += loss.detach() / self.world
                 counts[task] += 1
                 self._count(task, batch)
                 if self.on_step is not None:
@@ -271,7 +271,7 @@ class Trainer:
                 if self.budget_spent():
                     break
         names = list(sums)
-        totals = distr.all_reduce_sum([sums[t] for t in names])
+        totals = distr.all_reduce_sum([float(sums[t]) for t in names])  # one sync per epoch
         return {f"loss_{t}": v / counts[t] for t, v in zip(names, totals, strict=True) if counts[t]}
 
     def _losses(self, batches: dict[str, dict]) -> dict[str, torch.Tensor]:
