@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -137,7 +138,11 @@ def _trials(storage: str, name: str, path) -> tuple[list, list]:
     """(complete or pruned trials, running trials whose worker is recorded) of the study."""
     if not path.exists():
         return [], []
-    try:
+    try:  # read only until the worker has created the schema: opening the storage with
+        # optuna before would create it too, a second writer racing the worker
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            if not db.execute("SELECT version_num FROM alembic_version").fetchall():
+                return [], []
         trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     except Exception:  # not created yet, or the database is busy
         return [], []
@@ -187,3 +192,26 @@ def test_mkr_lastfm_study_killed_after_two_trials_resumes(real_data, tmp_path, m
     assert best.train.lr["rec"] == pytest.approx(study.best_params["train.lr.rec"])
     assert "study mkr" in best.notes["tuned"] and best.train.epochs == 1
     assert len((tmp_path / "out" / "trials.csv").read_text().splitlines()) == len(study.trials) + 1
+
+
+def test_storage_retries_when_another_worker_creates_the_schema(tmp_path, monkeypatch):
+    """Two workers opening a new storage at once: the one whose schema-version insert fails
+    retries and opens the storage the other created (a worker started beside the first)."""
+    from optuna import storages
+    from sqlalchemy.exc import IntegrityError
+
+    from kgrec import tuning
+
+    real, calls = storages.RDBStorage, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            real(*args, **kwargs)  # the other worker's schema lands first
+            raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(storages, "RDBStorage", flaky)
+    monkeypatch.setattr(tuning.time, "sleep", lambda s: None)
+    storage = tuning._storage(f"sqlite:///{tmp_path}/study.db")
+    assert len(calls) == 2 and storage.get_all_studies() == []
