@@ -135,22 +135,24 @@ def _storage(url: str):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    for attempt in range(5):
-        try:
-            with warnings.catch_warnings():  # the heartbeat is flagged experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
-                                  grace_period=4 * HEARTBEAT_S,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(1))
-        except (IntegrityError, OperationalError):
-            # two workers creating a new storage's schema at once: the loser's insert of the
-            # schema version fails; the schema is there now, so a retry opens it
-            if attempt == 4:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-        except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as e:
-            raise ConfigError(f"--storage {url}: {e}") from None
-    raise AssertionError("unreachable")
+    def open_storage() -> RDBStorage:
+        with warnings.catch_warnings():  # the heartbeat is flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                              grace_period=4 * HEARTBEAT_S,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(1))
+
+    try:
+        for attempt in range(4):
+            try:
+                return open_storage()
+            except (IntegrityError, OperationalError):
+                # two workers creating a new storage's schema at once: the loser's insert of
+                # the schema version fails; the schema is there now, so a retry opens it
+                time.sleep(0.5 * (attempt + 1))
+        return open_storage()
+    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as e:
+        raise ConfigError(f"--storage {url}: {e}") from None
 
 
 def _worker_id() -> str:
