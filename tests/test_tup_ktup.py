@@ -339,3 +339,57 @@ def test_ktup_preserve_warm_scores_starts_at_the_tup_scores(tmp_path):
                                                                     paths[1]]})
     assert torch.allclose(basic.all_items(), bpr.item_emb.weight, atol=1e-6)
     assert torch.allclose(basic.user_emb.weight, bpr.user_emb.weight)
+
+
+# --- the authors' mixing (jTransUP getPreferences) -----------------------------------------
+
+def _authors_g(u, i, P, W, logit_scale, hard):
+    """The authors' getPreferences + projection_transH_pytorch, one pair at a time."""
+    phi = torch.stack([logit_scale * ((u + i) @ P[k]) for k in range(len(P))])
+    a = F.one_hot(phi.argmax(), len(P)).to(phi) if hard else phi  # raw weights, no softmax
+    p = sum(a[k] * P[k] for k in range(len(P)))
+    w = sum(a[k] * W[k] for k in range(len(P)))
+
+    def proj(x):
+        return x - (x * w).sum() * w  # w not normalised
+    return (proj(u) + p - proj(i)).abs().sum()
+
+
+@pytest.mark.parametrize("induction", ["hard", "soft"])
+@pytest.mark.parametrize("builder", [_tup, _ktup])
+def test_authors_mixing_against_their_code_pair_by_pair(builder, induction):
+    m = builder(induction=induction, mixing="authors", chunk_elems=12).eval()
+    if builder is _tup:
+        P, W, scale = m.pref_emb.weight, m.pref_norm_emb.weight, 0.5
+    else:  # (p + r) / 2 and (w_p + w_r) / 2, logits (u + i_hat)^T p_hat
+        P = (m.pref_emb.weight + m.relation_emb.weight) / 2
+        W = (m.pref_norm_emb.weight + m.norm_emb.weight) / 2
+        scale = 1.0
+    items = m.all_items()
+    full = m.score_all(torch.arange(4))
+    for u in range(4):
+        for i in range(6):
+            want = -_authors_g(m.user_emb.weight[u], items[i], P, W, scale, induction == "hard")
+            got = m.score(torch.tensor([u]), torch.tensor([i])).item()
+            assert got == pytest.approx(want.item(), abs=1e-5)
+            assert full[u, i].item() == pytest.approx(want.item(), abs=1e-5)
+    paper = builder(induction=induction).eval()  # same parameters, the paper's mixing
+    assert not torch.allclose(paper.score_all(torch.arange(4)), full, atol=1e-3)
+    with pytest.raises(ConfigError, match="mixing"):
+        builder(mixing="code")
+
+
+def test_authors_mixing_preserve_warm_scores_starts_at_the_tup_scores(tmp_path):
+    """Under the authors' mixing the warm start keeps TUP's scores with p = sqrt2 p_TUP - r."""
+    tup = _tup(n_preferences=3, mixing="authors")
+    transh = _perturb(TransH(n_entities=8, n_relations=3, dim=5), seed=1)
+    torch.save({"model": tup.state_dict()}, tmp_path / "tup.pt")
+    torch.save({"model": transh.state_dict()}, tmp_path / "transh.pt")
+    users = torch.arange(4)
+    kw = {"n_users": 4, "n_items": 6, "n_entities": 8, "n_relations": 3, "dim": 5,
+          "item_entity": ITEM_ENTITY, "mixing": "authors",
+          "pretrained": [str(tmp_path / "tup.pt"), str(tmp_path / "transh.pt")]}
+    same = KTUP(preserve_warm_scores=True, **kw).eval()
+    assert torch.allclose(same.score_all(users), tup.eval().score_all(users), atol=1e-5)
+    copied = KTUP(**kw).eval()
+    assert not torch.allclose(copied.score_all(users), tup.score_all(users), atol=1e-2)

@@ -6,6 +6,9 @@
   ``w_hat = w_p + w_r`` where ``r``/``w_r`` are TransH's translation and normal of the
   relation (the authors' code averages them, ``(p + r) / 2``; we follow the equations).
   The similarity of Eq. 8 and the mixing of Eq. 9/14 use ``p_hat``/``w_hat``.
+  ``mixing="authors"`` takes the authors' ``getPreferences`` (``jTransUP.py``) instead:
+  ``p_hat = (p + r) / 2``, ``w_hat = (w_p + w_r) / 2``, logits ``(u + i_hat)^T p_hat`` used
+  raw as the soft weights, the unnormalised mixed normal (see :mod:`kgrec.models.tup`).
 * KG task: TransH (Eq. 1-4) on ``entity_emb``, ``relation_emb``, ``norm_emb`` with the
   corruption choice and soft constraints of :mod:`kgrec.models.transe` /
   :mod:`kgrec.models.transh`; ``score_tails``/``score_heads`` rank entities for completion.
@@ -53,6 +56,7 @@ class KTUP(PreferenceTranslation, TransH):
 
     tasks: ClassVar[tuple[str, ...]] = ("rec", "kg")
     task_samplers: ClassVar[dict[str, str]] = {"rec": "bpr", "kg": "triples"}
+    authors_logit_scale: ClassVar[float] = 1.0  # the authors halve p + r instead
 
     def __init__(self, n_users: int, n_items: int, n_entities: int, n_relations: int,
                  dim: int = 100, induction: Literal["hard", "soft"] = "soft",
@@ -63,10 +67,13 @@ class KTUP(PreferenceTranslation, TransH):
                  item_entity: Sequence[int] | np.ndarray | None = None,
                  triples: np.ndarray | None = None, relation_names: list[str] | None = None,
                  head_prob: np.ndarray | None = None, pretrained: str | list[str] | None = None,
-                 preserve_warm_scores: bool = False, chunk_elems: int = 1 << 18) -> None:
+                 preserve_warm_scores: bool = False,
+                 mixing: Literal["paper", "authors"] = "paper",
+                 chunk_elems: int = 1 << 18) -> None:
         TransH.__init__(self, n_entities, n_relations, dim, margin, norm, corrupt,
                         soft_constraint, head_prob, n_users, n_items)
-        _check_induction(induction, tau, norm)
+        _check_induction(induction, tau, norm, mixing)
+        self.mixing = mixing
         if not 0.0 <= joint_lambda <= 1.0:
             raise ConfigError(f"joint_lambda must be in [0, 1], got {joint_lambda}")
         if joint_weighting not in ("loss", "steps"):
@@ -105,7 +112,11 @@ class KTUP(PreferenceTranslation, TransH):
         from BPRMF + TransE/TransH (Section 6.3's "pretrained embeddings of the basic
         model") the items start as BPRMF's and the preferences as ``random + r``. A plain
         copy (the authors') starts from ``i_warm + e`` instead, a perturbed model. Our
-        choice, off by default; needs at least the item and entity tables loaded."""
+        choice, off by default; needs at least the item and entity tables loaded. Under
+        ``mixing="authors"`` (TUP's logits ``x^T p / 2`` and mixture ``phi p``, KTUP's
+        ``x^T p_hat`` and ``phi p_hat`` with ``p_hat = (p + r) / 2``), the scores are kept by
+        ``p_hat = p_TUP / sqrt 2`` and ``w_hat = w_TUP / sqrt 2``: ``p = sqrt 2 p_TUP - r``,
+        ``w_p = sqrt 2 w_TUP - w_r``."""
         if not self.preserve_warm_scores:
             return
         if self._warm_offsets_applied:  # pretrained and init_from both given: not twice
@@ -116,13 +127,14 @@ class KTUP(PreferenceTranslation, TransH):
             raise ConfigError("preserve_warm_scores needs a recommender's item table and a KG "
                               "model's entity table loaded (e.g. TUP + TransH, BPRMF + TransE); "
                               f"loaded: {', '.join(sorted(names)) or 'nothing'}")
+        scale = 2.0 ** 0.5 if self.mixing == "authors" else 1.0
         with torch.no_grad():
             aligned = self.item_entity >= 0
             self.item_emb.weight[aligned] -= self.entity_emb.weight[self.item_entity[aligned]]
             if {"pref_emb.weight", "relation_emb.weight"} <= names:
-                self.pref_emb.weight -= self.relation_emb.weight
+                self.pref_emb.weight.mul_(scale).sub_(self.relation_emb.weight)
             if {"pref_norm_emb.weight", "norm_emb.weight"} <= names:
-                self.pref_norm_emb.weight -= self.norm_emb.weight
+                self.pref_norm_emb.weight.mul_(scale).sub_(self.norm_emb.weight)
         self._warm_offsets_applied = True
 
     @classmethod
@@ -146,9 +158,11 @@ class KTUP(PreferenceTranslation, TransH):
         return self.item_vectors(torch.arange(self.n_items, device=self.item_entity.device))
 
     def preference_tables(self) -> tuple[Tensor, Tensor]:
-        """``p_hat = p + r`` and ``w_hat = w_p + w_r`` for every relation (Eq. 19-20)."""
-        return (self.pref_emb.weight + self.relation_emb.weight,
-                self.pref_norm_emb.weight + self.norm_emb.weight)
+        """``p_hat = p + r`` and ``w_hat = w_p + w_r`` for every relation (Eq. 19-20;
+        halved under the authors' mixing)."""
+        p = self.pref_emb.weight + self.relation_emb.weight
+        w = self.pref_norm_emb.weight + self.norm_emb.weight
+        return (p / 2, w / 2) if self.mixing == "authors" else (p, w)
 
     def task_weights(self) -> dict[str, float]:
         """``{rec: lambda, kg: 1 - lambda}`` under ``joint_weighting="loss"`` (Eq. 21)."""

@@ -19,6 +19,12 @@ Readings taken (the extracted formulas are partly garbled):
   the similarity"; the authors' code uses the raw, unnormalised dot products), then
   ``p = sum alpha p'`` and ``w_p = sum alpha w_p'``.
 * The induced normal is L2-normalised before projecting (TransH's ``||w|| = 1``).
+* ``mixing="authors"`` (not the paper's equations; for comparison with the authors' code,
+  ``jTransUP/models/transUP.py`` ``getPreferences``): logits ``(u + i)^T p / 2``, soft
+  weights the raw logits (no softmax), ``p = sum phi_k p_k`` and ``w = sum phi_k w_k``
+  and the projection ``x - (w^T x) w`` with the unnormalised ``w`` (``misc.py``
+  ``projection_transH_pytorch``); hard induction as above on those logits. The default
+  ``"paper"`` is Eq. 8-14 as read above.
 * Regularisation: ``soft_constraint`` times the mean TransH orthogonality
   ``(w_p^T p)^2 / ||p||^2`` over all preferences (the authors' ``orthogonalLoss``),
   ``l2`` times the mean squared norm of the batch's user/item vectors (the paper's L2
@@ -60,7 +66,8 @@ def st_gumbel_softmax(logits: Tensor, tau: float = 1.0, noise: bool = True) -> T
 
 
 def translation_distances(users: Tensor, items: Tensor, prefs: Tensor, normals: Tensor,
-                          hard: bool, norm: int, chunk_elems: int = 1 << 18) -> Tensor:
+                          hard: bool, norm: int, chunk_elems: int = 1 << 18,
+                          raw_scale: float | None = None) -> Tensor:
     """``g(u, i; p)`` of every row of ``users (U, d)`` with every row of ``items (I, d)``,
     shape ``(U, I)``, with deterministic induction (soft attention, or the argmax
     preference when ``hard``): the full-ranking form of
@@ -77,6 +84,9 @@ def translation_distances(users: Tensor, items: Tensor, prefs: Tensor, normals: 
     * ``u_perp + p - i_perp = x + [a, -c a] [P; W]``: one matrix product per chunk of
       users, accumulated into ``x``, then its L1 (or L2) norm.
 
+    ``raw_scale`` (the authors' mixing): soft weights ``a = raw_scale * phi`` instead of the
+    softmax and the projection with the unnormalised ``w``, so ``c = x^T w``.
+
     Users go in chunks whose ``(chunk, I, max(d, 2K))`` tensors stay below
     ``chunk_elems`` elements (default ``2**18``, about 1 MB: one user at a time on Last.FM,
     whose pair tensors then stay in the CPU's cache; faster than ``2**22`` here).
@@ -85,16 +95,22 @@ def translation_distances(users: Tensor, items: Tensor, prefs: Tensor, normals: 
     k = prefs.shape[0]
     u_logit, i_logit = users @ prefs.T, items @ prefs.T
     u_norm, i_norm = users @ normals.T, items @ normals.T
-    gram = normals @ normals.T
+    gram = normals @ normals.T if raw_scale is None else None
     basis = torch.cat([prefs, normals])  # (2K, d)
     step = max(1, chunk_elems // max(n * max(d, 2 * k), 1))
     out = []
     for s in range(0, len(users), step):
         logits = u_logit[s:s + step, None, :] + i_logit[None]  # (c, I, K)
-        a = F.one_hot(logits.argmax(-1), k).to(logits.dtype) if hard else logits.softmax(-1)
+        if hard:
+            a = F.one_hot(logits.argmax(-1), k).to(logits.dtype)
+        else:
+            a = logits.softmax(-1) if raw_scale is None else logits * raw_scale
         xw = (a * (u_norm[s:s + step, None, :] - i_norm[None])).sum(-1)
-        ww = ((a @ gram) * a).sum(-1)
-        coef = xw / ww.clamp_min(1e-24)  # F.normalize's eps 1e-12 on ||w||, squared
+        if raw_scale is None:
+            ww = ((a @ gram) * a).sum(-1)
+            coef = xw / ww.clamp_min(1e-24)  # F.normalize's eps 1e-12 on ||w||, squared
+        else:
+            coef = xw  # the authors' projection: w as mixed, not normalised
         mix = torch.cat([a, a * -coef[..., None]], -1)  # (c, I, 2K)
         x = users[s:s + step, None, :] - items[None]  # (c, I, d)
         x = torch.baddbmm(x, mix, basis.expand(len(x), -1, -1))
@@ -115,6 +131,13 @@ class PreferenceTranslation:
     norm: int
     chunk_elems: int
     norm_constraint: float = 0.0
+    mixing: str = "paper"
+    #: the authors' logit factor: ``(u + i)^T p / 2`` (KTUP halves its tables instead)
+    authors_logit_scale: ClassVar[float] = 0.5
+
+    def logit_scale(self) -> float | None:
+        """``None`` for the paper's mixing, else the factor on the authors' raw logits."""
+        return self.authors_logit_scale if self.mixing == "authors" else None
 
     def item_vectors(self, items: Tensor) -> Tensor:
         return self.item_emb(items)
@@ -136,10 +159,14 @@ class PreferenceTranslation:
         return u @ prefs.T + i @ prefs.T
 
     def attention(self, logits: Tensor, stochastic: bool) -> Tensor:
-        """Preference weights: ST Gumbel one-hot (hard) or softmax attention (soft)."""
+        """Preference weights: ST Gumbel one-hot (hard) or softmax attention (soft; the raw
+        scaled logits under the authors' mixing)."""
+        scale = self.logit_scale()
+        if scale is not None:
+            logits = logits * scale
         if self.induction == "hard":
             return st_gumbel_softmax(logits, self.tau, noise=stochastic)
-        return F.softmax(logits, dim=-1)
+        return F.softmax(logits, dim=-1) if scale is None else logits
 
     def pair_distance(self, u: Tensor, i: Tensor, stochastic: bool = False) -> Tensor:
         """``g(u, i; p)`` (Eq. 11-14) of aligned rows ``u, i (..., d)``, shape ``(...)``."""
@@ -151,7 +178,11 @@ class PreferenceTranslation:
         else:
             a = self.attention(logits, stochastic)
             p, w = (a @ torch.cat([prefs, normals], 1)).split(prefs.shape[1], -1)
-        diff = transh_project(u - i, w) + p  # u_perp - i_perp: the projection is linear
+        x = u - i  # u_perp - i_perp: the projection is linear
+        if self.mixing == "authors":
+            diff = x - (x * w).sum(-1, keepdim=True) * w + p
+        else:
+            diff = transh_project(x, w) + p
         return lp_norm(diff, self.norm)
 
     def rec_loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -185,7 +216,8 @@ class PreferenceTranslation:
         (chunks of users below ``chunk_elems`` elements)."""
         prefs, normals = self.preference_tables()
         return -translation_distances(self.user_emb(users), self.all_items(), prefs, normals,
-                                      self.induction == "hard", self.norm, self.chunk_elems)
+                                      self.induction == "hard", self.norm, self.chunk_elems,
+                                      self.logit_scale())
 
     @torch.no_grad()
     def preference_weights(self, user: int, items: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
@@ -211,7 +243,9 @@ class PreferenceTranslation:
                  "weights": w.tolist()} for i, k, w in rows]
 
 
-def _check_induction(induction: str, tau: float, norm: int) -> None:
+def _check_induction(induction: str, tau: float, norm: int, mixing: str = "paper") -> None:
+    if mixing not in ("paper", "authors"):
+        raise ConfigError(f"mixing must be 'paper' or 'authors', got {mixing!r}")
     if induction not in ("hard", "soft"):
         raise ConfigError(f"induction must be 'hard' or 'soft', got {induction!r}")
     if tau <= 0:
@@ -230,9 +264,11 @@ class TUP(PreferenceTranslation, Model):
     def __init__(self, n_users: int, n_items: int, n_preferences: int = 20, dim: int = 100,
                  induction: Literal["hard", "soft"] = "soft", norm: int = 1, tau: float = 1.0,
                  soft_constraint: float = 1.0, l2: float = 0.0, norm_constraint: float = 0.0,
-                 chunk_elems: int = 1 << 18, n_entities: int = 0, n_relations: int = 0) -> None:
+                 mixing: Literal["paper", "authors"] = "paper", chunk_elems: int = 1 << 18,
+                 n_entities: int = 0, n_relations: int = 0) -> None:
         super().__init__()
-        _check_induction(induction, tau, norm)
+        _check_induction(induction, tau, norm, mixing)
+        self.mixing = mixing
         if n_preferences <= 0 or dim <= 0:
             raise ConfigError("n_preferences and dim must be positive")
         self.n_users, self.n_items = n_users, n_items
