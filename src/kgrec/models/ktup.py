@@ -25,7 +25,9 @@
   ``joint_weighting="steps"`` returns the unweighted losses and a schedule such as
   ``[[rec, 7], [kg, 3]]`` (alternating, ``train.joint: false``) gives that reading (the
   experiment warns when the schedule's shares differ from lambda, :meth:`step_shares`).
-* Warm start (Section 6.3): ``pretrained`` names one or more kgrec checkpoints
+* Warm start (Section 6.3): in a run config, the top-level ``init_from`` (any model,
+  :meth:`kgrec.models.base.Model.load_pretrained`); the constructor's ``pretrained`` does
+  the same for a model built in Python (give one of the two). Each names kgrec checkpoints
   (``{"model": state_dict, ...}``, loaded with ``weights_only=True``); every tensor whose
   name and shape match one of KTUP's parameters is copied: ``user_emb.weight``,
   ``item_emb.weight`` (BPRMF, TUP), ``entity_emb.weight``, ``relation_emb.weight`` (TransE,
