@@ -135,7 +135,8 @@ def test_pruning_reports_every_validation(tmp_path, monkeypatch):
 
 
 def _trials(storage: str, name: str, path) -> tuple[list, list]:
-    """(complete or pruned trials, running trials whose worker is recorded) of the study."""
+    """(complete or pruned trials, running trials whose worker and parameters are recorded)
+    of the study: a trial killed before drawing its parameters has nothing to retry."""
     if not path.exists():
         return [], []
     try:  # read only until the worker has created the schema: opening the storage with
@@ -147,7 +148,8 @@ def _trials(storage: str, name: str, path) -> tuple[list, list]:
     except Exception:  # not created yet, or the database is busy
         return [], []
     return ([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)],
-            [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs])
+            [t for t in trials if t.state == TrialState.RUNNING and "worker" in t.user_attrs
+             and t.params])
 
 
 def test_mkr_lastfm_study_killed_after_two_trials_resumes(real_data, tmp_path, monkeypatch):
@@ -215,3 +217,31 @@ def test_storage_retries_when_another_worker_creates_the_schema(tmp_path, monkey
     monkeypatch.setattr(tuning.time, "sleep", lambda s: None)
     storage = tuning._storage(f"sqlite:///{tmp_path}/study.db")
     assert len(calls) == 2 and storage.get_all_studies() == []
+
+
+def test_reclaim_fails_dead_workers_trials_and_requeues_only_drawn_parameters():
+    """A trial of a dead worker is failed; its parameters are queued again once, and a trial
+    killed before drawing any has nothing to queue (the study draws a new one)."""
+    import socket
+
+    from kgrec.tuning import reclaim_orphans
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    worker = f"{socket.gethostname()}:{dead.pid}"
+    study = optuna.create_study()
+    drawn = study.ask()
+    drawn.suggest_float("x", 0.0, 1.0)
+    drawn.set_user_attr("worker", worker)
+    bare = study.ask()
+    bare.set_user_attr("worker", worker)
+    alive = study.ask()
+    alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    assert sorted(reclaim_orphans(study)) == [drawn.number, bare.number]
+    states = {t.number: t.state for t in study.trials}
+    assert states[drawn.number] == states[bare.number] == TrialState.FAIL
+    assert states[alive.number] == TrialState.RUNNING
+    queued = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert [(t.system_attrs["fixed_params"], t.user_attrs["retry_of"]) for t in queued] == \
+        [(drawn.params, drawn.number)]
+    assert reclaim_orphans(study) == []  # once

@@ -171,7 +171,8 @@ def _pid_alive(pid: int) -> bool:
 
 def reclaim_orphans(study) -> list[int]:
     """Fail the ``RUNNING`` trials of dead workers of this machine and queue their
-    parameters again (once per trial); returns their numbers."""
+    parameters again (once per trial; a trial killed before its parameters were drawn has
+    none to queue, and the study draws a new one in its place); returns their numbers."""
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -233,7 +234,11 @@ def tune(config: str | Path, space_path: str | Path | None, trials: int, storage
                     if pruning else optuna.pruners.NopPruner())
     reclaimed = reclaim_orphans(study)
     if reclaimed:
-        log(f"trials {reclaimed} of a killed worker: failed, parameters queued again")
+        queued = sorted(t.user_attrs["retry_of"] for t in study.get_trials(deepcopy=False)
+                        if t.user_attrs.get("retry_of") in reclaimed)
+        log(f"trials {reclaimed} of a killed worker: failed"
+            + (f"; parameters of {queued} queued again" if queued else
+               " before drawing parameters (nothing to queue)"))
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
 
     def objective(trial) -> float:
