@@ -1,19 +1,22 @@
-"""A/B of kgrec's allocator setting (:func:`kgrec.runtime.tune_allocator`): one training epoch
+"""A/B of kgrec's allocator setting (:func:`kgrec.runtime.tune_allocator`): training epochs
 per case with the setting (kgrec's default) and without (``KGREC_MALLOC=default``).
 
     KGREC_DATA=../shared/data PYTHONPATH=src python benchmarks/speed_allocator.py \\
-        --cases cke-ctr-book,bprmf-lastfm --rounds 3 [--write-results docs/results.md]
+        --cases cke-ctr-book,mkr-lastfm:5 --rounds 3 [--write-results docs/results.md]
 
-Each run is a fresh process, ``kgrec train PRESET --set train.epochs=1 --set
-train.threads=1`` through ``kgrec.cli.main()``, with every ``MALLOC_*`` variable removed from
-its environment; the two settings alternate within a round (the first of a pair swaps every
-round) so that a shared machine's load falls on both alike. Per run: the epoch's training
-seconds (``metrics.json``'s ``train_seconds``, validation excluded), the process's user and
-system CPU seconds and its peak resident size (``resource.getrusage``; the whole process:
-loading the data, the epoch, validation and test). Before the rounds, one warm-up run per
-case (a few steps) fills the preprocessing cache. The ratio is the median of the per-round
-ratios (without / with). Prints a markdown table and, last, one JSON line; with
-``--write-results`` it replaces the ``speed:allocator`` block of that file.
+Each run is a fresh process, ``kgrec train PRESET --set train.epochs=N --set
+train.threads=1`` through ``kgrec.cli.main()`` (``N`` is 1, or the ``:N`` of a case: a few
+epochs for a model whose epoch takes under a second), with every ``MALLOC_*`` variable
+removed from its environment; the two settings alternate within a round (the first of a
+pair swaps every round) so that a shared machine's load falls on both alike. Per run: the
+training seconds per epoch (``metrics.json``'s ``train_seconds`` over its ``epochs``,
+validation excluded), the process's user and system CPU seconds and its peak resident size
+(``resource.getrusage``; the whole process: loading the data, the epochs, validation and
+test), and its resident size once the command has returned (``/proc/self/statm``: what the
+process keeps). Before the rounds, one warm-up run per case (a few steps) fills the
+preprocessing cache. The ratio is the median of the per-round ratios (without / with).
+Prints a markdown table and, last, one JSON line; with ``--write-results`` it replaces the
+``speed:allocator`` block of that file.
 """
 
 from __future__ import annotations
@@ -32,22 +35,34 @@ REPO = Path(__file__).resolve().parents[1]
 MODES = ("tuned", "default")  # KGREC_MALLOC values: kgrec's setting, glibc's defaults
 
 
-def child(preset: str, out: str, extra: list[str]) -> None:
+def split_case(case: str) -> tuple[str, int]:
+    preset, _, epochs = case.partition(":")
+    return preset, int(epochs or 1)
+
+
+def child(case: str, out: str, extra: list[str]) -> None:
     """One training run in this process; prints its figures as one JSON line."""
+    import gc
     import resource
 
     from kgrec.cli import main
 
+    preset, epochs = split_case(case)
     try:
-        main(["train", preset, "--out", out, "--quiet", "--set", "train.epochs=1",
+        main(["train", preset, "--out", out, "--quiet", "--set", f"train.epochs={epochs}",
               "--set", "train.threads=1", *[a for s in extra for a in ("--set", s)]])
     except SystemExit as e:
         if e.code:
             raise
+    gc.collect()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     metrics = json.loads((Path(out) / "metrics.json").read_text())
-    print(json.dumps({"train_s": metrics["train_seconds"], "user_s": usage.ru_utime,
-                      "sys_s": usage.ru_stime, "maxrss_mib": usage.ru_maxrss / 1024}))
+    statm = Path("/proc/self/statm")
+    pages = int(statm.read_text().split()[1]) if statm.is_file() else 0
+    print(json.dumps({"train_s": metrics["train_seconds"] / metrics["epochs"],
+                      "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+                      "maxrss_mib": usage.ru_maxrss / 1024,
+                      "rss_end_mib": pages * os.sysconf("SC_PAGE_SIZE") / 2**20}))
 
 
 def run_one(preset: str, mode: str, out: Path, extra: list[str]) -> dict:
@@ -67,7 +82,8 @@ def main() -> None:
         child(sys.argv[2], sys.argv[3], sys.argv[4:])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", default="cke-ctr-book,bprmf-lastfm", help="comma-separated presets")
+    ap.add_argument("--cases", default="cke-ctr-book,mkr-lastfm:5",
+                    help="comma-separated PRESET[:EPOCHS] (default 1 epoch)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--set", dest="extra", action="append", default=[],
                     help="extra override key=value for every run")
@@ -93,10 +109,11 @@ def main() -> None:
     machine = machine_description()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     med = statistics.median
-    header = ("| case | epoch s, kgrec's setting | epoch s, glibc default | ratio default / setting "
-              "(median of rounds) | process sys s (setting / default) | process user s "
-              "(setting / default) | peak RSS MiB (setting / default) |")
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    header = ("| preset (epochs) | s / epoch, kgrec's setting | s / epoch, glibc default | ratio "
+              "default / setting (median of rounds) | process sys s (setting / default) | "
+              "process user s (setting / default) | peak RSS MiB (setting / default) | RSS MiB "
+              "after the command (setting / default) |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     summary = {}
     for case in cases:
         t, d = runs[case]["tuned"], runs[case]["default"]
@@ -106,9 +123,11 @@ def main() -> None:
         def pair(key: str, fmt: str = ".1f", t=t, d=d) -> str:
             return f"{med(x[key] for x in t):{fmt}} / {med(x[key] for x in d):{fmt}}"
 
-        lines.append(f"| {case} | {med(x['train_s'] for x in t):.2f} | "
+        preset, epochs = split_case(case)
+        lines.append(f"| {preset} ({epochs}) | {med(x['train_s'] for x in t):.2f} | "
                      f"{med(x['train_s'] for x in d):.2f} | {ratio:.2f} | {pair('sys_s')} | "
-                     f"{pair('user_s')} | {pair('maxrss_mib', '.0f')} |")
+                     f"{pair('user_s')} | {pair('maxrss_mib', '.0f')} | "
+                     f"{pair('rss_end_mib', '.0f')} |")
     table = "\n".join(lines)
     print(table)
     print(json.dumps({"machine": machine, "date": started, "load": load, "cases": summary}))
@@ -117,16 +136,18 @@ def main() -> None:
 
         extra = "".join(f" --set {s}" for s in args.extra)
         body = "\n".join([
-            "### kgrec's allocator setting: one epoch with and without",
+            "### kgrec's allocator setting: training epochs with and without",
             "",
             f"`KGREC_DATA=../shared/data PYTHONPATH=src python benchmarks/speed_allocator.py "
             f"--cases {','.join(cases)} --rounds {args.rounds}{extra}`; {started}; machine: "
-            f"{machine}; load average at the end {load}. One training epoch per run (`kgrec "
-            "train PRESET --set train.epochs=1 --set train.threads=1`, a fresh process each), "
+            f"{machine}; load average at the end {load}. N training epochs per run (`kgrec "
+            "train PRESET --set train.epochs=N --set train.threads=1`, a fresh process each; "
+            "N = 1 for CKE, a few epochs for the sub-second ones), "
             "with kgrec's setting (the default since this block) and with `KGREC_MALLOC=default` "
             f"(glibc's defaults), alternating, {args.rounds} rounds, medians; process figures "
-            "from `resource.getrusage` cover the whole process (data loading, the epoch, "
-            "validation, test). No validation grid (speed only).",
+            "from `resource.getrusage` cover the whole process (data loading, the epochs, "
+            "validation, test); the last column is the resident size once `kgrec train` has "
+            "returned (`/proc/self/statm`). No validation grid (speed only).",
             "",
             table,
         ])
