@@ -68,12 +68,14 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def start(run_dirs: list[Path], port: int, core: int, timeout: float = 300) -> tuple[subprocess.Popen, float]:
-    """``kgrec serve`` on 127.0.0.1:port pinned to ``core``; returns (process, start seconds);
-    ``process.cpu_seconds`` is its CPU time until it answered."""
+def start(run_dirs: list[Path], port: int, core: int, timeout: float = 300,
+          src: Path = REPO / "src") -> tuple[subprocess.Popen, float]:
+    """``kgrec serve`` (from the source tree ``src``) on 127.0.0.1:port pinned to ``core``;
+    returns (process, start seconds); ``process.cpu_seconds`` is its CPU time until it
+    answered."""
     cmd = [sys.executable, "-m", "kgrec.cli", "serve", *map(str, run_dirs), "--port", str(port),
            "--threads", "1"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("KGREC_TOKEN", None)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -303,6 +305,9 @@ def main() -> None:
                     help="replace the serve-load block of --results")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "results.md")
     ap.add_argument("--starts-only", action="store_true", help="measure the server start only")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="with --starts-only: also start the server from this other source tree "
+                         "(e.g. an older commit's src/), alternating with this checkout's")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     runs = ensure_runs(args)
@@ -313,13 +318,26 @@ def main() -> None:
         os.sched_setaffinity(0, set(cores[1:]))  # the client off the server's core
 
     starts, cpu, loads = [], [], []
+    base: dict[str, list[float]] = {"wall": [], "cpu": [], "load": []}
     for _ in range(args.starts):
+        for src in ([args.baseline_src] if args.starts_only and args.baseline_src else []):
+            port = free_port()
+            proc, seconds = start([runs["mkr"]], port, server_core, src=src)
+            base["load"].append(httpx.get(f"http://127.0.0.1:{port}/models")
+                                .json()["runs"][0]["load_seconds"])
+            stop(proc)
+            base["wall"].append(seconds)
+            base["cpu"].append(proc.cpu_seconds)
         port = free_port()
         proc, seconds = start([runs["mkr"]], port, server_core)
         loads.append(httpx.get(f"http://127.0.0.1:{port}/models").json()["runs"][0]["load_seconds"])
         stop(proc)
         starts.append(seconds)
         cpu.append(proc.cpu_seconds)
+    if base["wall"]:
+        print(f"baseline ({args.baseline_src}): " + ", ".join(f"{x:.2f}" for x in base["wall"])
+              + " s wall, " + ", ".join(f"{x:.2f}" for x in base["cpu"]) + " s CPU (loading the "
+              "run: " + ", ".join(f"{x:.2f}" for x in base["load"]) + " s)", flush=True)
     print(f"start with the Last.FM MKR run: {', '.join(f'{s:.2f}' for s in starts)} s wall, "
           f"{', '.join(f'{s:.2f}' for s in cpu)} s CPU (loading the run: "
           f"{', '.join(f'{s:.2f}' for s in loads)} s)", flush=True)
