@@ -71,6 +71,15 @@ def test_opt_outs_leave_the_allocator_alone(monkeypatch, environ, reason):
     assert runtime.tune_allocator(environ) == runtime.AllocatorSetting(False, reason)
 
 
+def test_the_outcome_is_logged_once(monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "_last", None)
+    with caplog.at_level("INFO", logger="kgrec"):
+        for _ in range(2):
+            runtime.tune_allocator({"KGREC_MALLOC": "default"})
+    assert [r.getMessage() for r in caplog.records] == [
+        "allocator: glibc's defaults (KGREC_MALLOC=default)"]
+
+
 def test_other_c_libraries_are_a_no_op(monkeypatch):
     monkeypatch.setattr(runtime.sys, "platform", "darwin")
     assert runtime.tune_allocator({}) == runtime.AllocatorSetting(False, "the C library is not glibc")
