@@ -17,7 +17,9 @@ a per-request timeout (a request that times out or whose connection fails is *dr
 Runs come from ``--runs-dir`` (``MODEL-lastfm`` folders); ``--train`` trains missing ones
 for ``--epochs`` epochs (latency does not depend on quality). Results are printed; with
 ``--write-results`` they also replace the ``serve-load`` block of docs/results.md, with
-the machine (CPU model, cores, torch version, load average) and date.
+the machine (CPU model, cores, torch version, load average) and date. ``--starts-only``
+runs phase 1 alone (only the MKR run is needed); with ``--write-results`` it replaces only
+the block's server-start paragraph, saying its own command and date.
 
     KGREC_DATA=../shared/data python benchmarks/serve_load.py --train --write-results
 """
@@ -66,12 +68,14 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def start(run_dirs: list[Path], port: int, core: int, timeout: float = 300) -> tuple[subprocess.Popen, float]:
-    """``kgrec serve`` on 127.0.0.1:port pinned to ``core``; returns (process, start seconds);
-    ``process.cpu_seconds`` is its CPU time until it answered."""
+def start(run_dirs: list[Path], port: int, core: int, timeout: float = 300,
+          src: Path = REPO / "src") -> tuple[subprocess.Popen, float]:
+    """``kgrec serve`` (from the source tree ``src``) on 127.0.0.1:port pinned to ``core``;
+    returns (process, start seconds); ``process.cpu_seconds`` is its CPU time until it
+    answered."""
     cmd = [sys.executable, "-m", "kgrec.cli", "serve", *map(str, run_dirs), "--port", str(port),
            "--threads", "1"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("KGREC_TOKEN", None)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -105,7 +109,7 @@ def pct(lat: list[float], q: float) -> float:
 
 def ensure_runs(args) -> dict[str, Path]:
     runs = {}
-    for m in MODELS:
+    for m in (MODELS[:1] if args.starts_only else MODELS):
         out = args.runs_dir / f"{m}-lastfm"
         if not (out / "model.pt").is_file():
             if not args.train:
@@ -264,6 +268,27 @@ def load_average() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
 
 
+START = "Server start with the Last.FM MKR run (process start to first `/health` answer"
+
+
+def write_start_line(results: Path, line: str, host: str) -> None:
+    """Replace the server-start paragraph of the ``serve-load`` block (``--starts-only``)."""
+    import re
+
+    from kgrec.reproduce import update_section
+
+    cmd = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
+    date = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    body = re.search(r"<!-- serve-load -->\n(.*?)\n<!-- /serve-load -->", results.read_text(), re.S)
+    if body is None or START not in body.group(1):
+        raise SystemExit(f"{results}: no serve-load block with a server-start paragraph")
+    new = (f"{START}; re-measured alone by `KGREC_DATA=../shared/data {cmd.strip()}`, {date}, "
+           f"{host}, load average at the end {load_average()}): {line}")
+    text = "\n".join(new if p.startswith(START) else p for p in body.group(1).split("\n"))
+    update_section(results, "serve-load", text)
+    print(f"-> {results}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "serve-bench")
@@ -279,6 +304,10 @@ def main() -> None:
     ap.add_argument("--write-results", action="store_true",
                     help="replace the serve-load block of --results")
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "results.md")
+    ap.add_argument("--starts-only", action="store_true", help="measure the server start only")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="with --starts-only: also start the server from this other source tree "
+                         "(e.g. an older commit's src/), alternating with this checkout's")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     runs = ensure_runs(args)
@@ -289,16 +318,37 @@ def main() -> None:
         os.sched_setaffinity(0, set(cores[1:]))  # the client off the server's core
 
     starts, cpu, loads = [], [], []
+    base: dict[str, list[float]] = {"wall": [], "cpu": [], "load": []}
     for _ in range(args.starts):
+        for src in ([args.baseline_src] if args.starts_only and args.baseline_src else []):
+            port = free_port()
+            proc, seconds = start([runs["mkr"]], port, server_core, src=src)
+            base["load"].append(httpx.get(f"http://127.0.0.1:{port}/models")
+                                .json()["runs"][0]["load_seconds"])
+            stop(proc)
+            base["wall"].append(seconds)
+            base["cpu"].append(proc.cpu_seconds)
         port = free_port()
         proc, seconds = start([runs["mkr"]], port, server_core)
         loads.append(httpx.get(f"http://127.0.0.1:{port}/models").json()["runs"][0]["load_seconds"])
         stop(proc)
         starts.append(seconds)
         cpu.append(proc.cpu_seconds)
+    if base["wall"]:
+        print(f"baseline ({args.baseline_src}): " + ", ".join(f"{x:.2f}" for x in base["wall"])
+              + " s wall, " + ", ".join(f"{x:.2f}" for x in base["cpu"]) + " s CPU (loading the "
+              "run: " + ", ".join(f"{x:.2f}" for x in base["load"]) + " s)", flush=True)
     print(f"start with the Last.FM MKR run: {', '.join(f'{s:.2f}' for s in starts)} s wall, "
           f"{', '.join(f'{s:.2f}' for s in cpu)} s CPU (loading the run: "
           f"{', '.join(f'{s:.2f}' for s in loads)} s)", flush=True)
+    start_line = (f"{', '.join(f'{s:.2f}' for s in starts)} s wall, of which loading the run "
+                  f"(checkpoint, data, cached representations) {', '.join(f'{s:.2f}' for s in loads)}"
+                  f" s; the server process's CPU time until then {', '.join(f'{s:.2f}' for s in cpu)}"
+                  " s (target < 3 s).")
+    if args.starts_only:
+        if args.write_results:
+            write_start_line(args.results, start_line, host)
+        return
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -357,11 +407,7 @@ def main() -> None:
             "client-side (request sent to answer read) and, for concurrency 1, in the app (its "
             "`Server-Timing` header: request received to answer started).",
             "",
-            f"Server start with the Last.FM MKR run (process start to first `/health` answer): "
-            f"{', '.join(f'{s:.2f}' for s in starts)} s wall, of which loading the run (checkpoint,"
-            f" data, cached representations) {', '.join(f'{s:.2f}' for s in loads)} s; the "
-            f"server process's CPU time until then {', '.join(f'{s:.2f}' for s in cpu)} s "
-            "(target < 3 s).",
+            f"{START}): {start_line}",
             "",
             f"| model | concurrency 1: p50 | p99 (target) | p50 / p99 in the app | {args.burst} at once:"
             " req/s | p50 | p99 | 5xx | 4xx | dropped | server CPU ms/request |",

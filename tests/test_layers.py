@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "kgrec"
 UPPER = ("kgrec.training", "kgrec.cli", "kgrec.api", "kgrec.serve", "kgrec.recommend",
          "kgrec.reproduce", "kgrec.studies", "kgrec.tuning")
 LOWER = [*sorted((SRC / "data").rglob("*.py")), *sorted((SRC / "models").rglob("*.py")),
-         *sorted((SRC / "evaluation").rglob("*.py")), SRC / "parallel.py"]
+         *sorted((SRC / "evaluation").rglob("*.py")), SRC / "parallel.py", SRC / "runtime.py"]
 
 
 def imported(path: Path) -> set[str]:

@@ -452,6 +452,20 @@ def test_runs_load_with_weights_only(runs, monkeypatch):
     assert calls and all(w is True for w in calls)
 
 
+def test_serving_imports_no_training_only_modules(runs):
+    """Loading runs for serving imports neither torch._dynamo (a meta-device model build
+    pulls it in: 1-3 s of start) nor scipy.sparse (top-K evaluation only); what each costs
+    is in docs/results.md's serve-load reading."""
+    code = ("import sys; from pathlib import Path; from kgrec.serve.app import create_app; "
+            f"create_app([Path({str(runs['mkr'])!r}), Path({str(runs['ktup'])!r})]); "
+            "print(sorted(m for m in ('torch._dynamo', 'scipy.sparse') if m in sys.modules))")
+    src = Path(__file__).resolve().parents[1] / "src"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(src)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
 def test_kgrec_serve_bad_run_dir(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["serve", str(tmp_path / "none"), "--port", str(free_port())])

@@ -64,8 +64,10 @@ def train(preset_or_config: str | Path | dict | Any, *, out: str | Path | None =
             ``model_args__dim=8`` (applied after ``set``).
     """
     from kgrec.config import RunConfig, load_config
+    from kgrec.runtime import tune_allocator
     from kgrec.training.experiment import run
 
+    tune_allocator()  # freed memory stays in the process; KGREC_MALLOC=default opts out
     strings = [*(set or []), *_override_strings(overrides)]
     if seed is not None:
         strings.append(f"seed={int(seed)}")

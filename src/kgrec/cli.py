@@ -23,6 +23,15 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", help="data folder (d
                                               "$KGREC_DATA, then the user cache)")]
 
 
+def _compute_command() -> None:
+    """Training, tuning and evaluation commands keep freed memory in the process
+    (:func:`kgrec.runtime.tune_allocator`; ``KGREC_MALLOC=default`` opts out). ``serve``
+    does not call this: a long-lived server should give memory back to the system."""
+    from kgrec import runtime
+
+    runtime.tune_allocator()
+
+
 @datasets_app.command("list")
 def datasets_list(data_dir: DataDir = None) -> None:
     """Named datasets: description, source, and whether the data folder holds them."""
@@ -192,6 +201,7 @@ def train(
     out = out or Path("runs") / f"{cfg.model}-{Path(cfg.data.dataset).name}-s{cfg.seed}"
     if quiet:
         log_to_stderr(False)
+    _compute_command()
     metrics = run(cfg, out, data_dir, resume=resume, progress=None if not quiet else False)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return
@@ -288,6 +298,7 @@ def reproduce(
     ktup: the KTUP paper's Tables 2-4 over every row kgrec has (kgrec.studies.ktup)."""
     from kgrec.reproduce import reproduce as do_reproduce
 
+    _compute_command()
     extra = {"configs": configs} if configs is not None else {}
     names = [d for d in datasets.split(",") if d]
     if study is not None:
@@ -392,6 +403,7 @@ def tune(
     writes the best preset, a trials table and plots."""
     from kgrec.tuning import tune as do_tune
 
+    _compute_command()
     name = study or Path(config).name.removesuffix(".yaml")
     summary = do_tune(config, space, trials, storage, name, out, seed, list(set_ or []), data_dir,
                       pruning=prune, log=lambda m: typer.echo(m, err=True))

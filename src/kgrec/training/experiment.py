@@ -177,29 +177,33 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def estimate_parameters(cfg: RunConfig, dataset: KGDataset, split: Split) -> int:
+def estimate_parameters(cfg: RunConfig, dataset: KGDataset, split: Split,
+                        probe: bool = True) -> int:
     """Number of model parameters (and buffers) ``cfg`` asks for, without allocating them:
     the model is built on PyTorch's ``meta`` device; models whose constructor needs real
-    values get an upper estimate from the id counts and the largest size argument
-    (``ids x dim + relations x dim^2``)."""
+    values, and every model with ``probe=False``, get an upper estimate from the id counts
+    and the largest size argument (``ids x dim + relations x dim^2``). (The meta build
+    imports ``torch._dynamo``, 1-3 s, which training imports anyway but serving does not.)"""
     cls = get_model_class(cfg.model)
-    try:
-        with torch.device("meta"):
-            probe = cls.build(dataset, split, **cfg.model_args)
-        return (sum(p.numel() for p in probe.parameters())
-                + sum(b.numel() for b in probe.buffers()))
-    except KGRecError:
-        raise
-    except Exception:  # noqa: BLE001 - the constructor needs real tensors: estimate
-        dims = [int(v) for k, v in cfg.model_args.items()
-                if SIZE_ARGS.fullmatch(k) and isinstance(v, int) and k.endswith("dim")]
-        d = max(dims, default=100)
-        ids = dataset.n_users + dataset.n_items + dataset.n_entities + dataset.n_relations
-        return ids * d + (dataset.n_relations + 8) * d * d
+    if probe:
+        try:
+            with torch.device("meta"):
+                model = cls.build(dataset, split, **cfg.model_args)
+            return (sum(p.numel() for p in model.parameters())
+                    + sum(b.numel() for b in model.buffers()))
+        except KGRecError:
+            raise
+        except Exception:  # noqa: BLE001, S110 - the constructor needs real tensors: estimate
+            pass
+    dims = [int(v) for k, v in cfg.model_args.items()
+            if SIZE_ARGS.fullmatch(k) and isinstance(v, int) and k.endswith("dim")]
+    d = max(dims, default=100)
+    ids = dataset.n_users + dataset.n_items + dataset.n_entities + dataset.n_relations
+    return ids * d + (dataset.n_relations + 8) * d * d
 
 
 def check_model_args(cfg: RunConfig, dataset: KGDataset, split: Split,
-                     device: torch.device | str = "cpu") -> None:
+                     device: torch.device | str = "cpu", probe: bool = True) -> None:
     """Size-like ``model_args`` must be positive integers, and the model must fit in the
     device's memory (see :data:`BYTES_PER_PARAM`); else :class:`ConfigError`, before any
     allocation."""
@@ -207,7 +211,7 @@ def check_model_args(cfg: RunConfig, dataset: KGDataset, split: Split,
         if SIZE_ARGS.fullmatch(k) and v is not None and (
                 isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"model_args.{k} must be a positive integer, got {v!r}")
-    n = estimate_parameters(cfg, dataset, split)
+    n = estimate_parameters(cfg, dataset, split, probe)
     need, have = n * BYTES_PER_PARAM, available_memory(device)
     if need > have:
         raise ConfigError(f"model_args {cfg.model_args} ask for {n:,} parameters of "
@@ -217,9 +221,9 @@ def check_model_args(cfg: RunConfig, dataset: KGDataset, split: Split,
 
 
 def build_model(cfg: RunConfig, dataset: KGDataset, split: Split,
-                device: torch.device | str = "cpu") -> Model:
+                device: torch.device | str = "cpu", probe: bool = True) -> Model:
     cls = get_model_class(cfg.model)
-    check_model_args(cfg, dataset, split, device)
+    check_model_args(cfg, dataset, split, device, probe)
     try:
         return cls.build(dataset, split, **cfg.model_args)
     except TypeError as e:
@@ -533,7 +537,7 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None):
     if fingerprint is not None and fingerprint != data_fingerprint(dataset, split):
         raise KGRecError(f"{path}: trained on other data than {cfg.data.dataset!r} gives now "
                          "(its data fingerprint differs)")
-    model = build_model(cfg, dataset, split)
+    model = build_model(cfg, dataset, split, probe=False)  # no meta build: faster serve start
     try:
         model.load_state_dict(saved["model"])
     except (RuntimeError, TypeError, KeyError, ValueError, AttributeError) as e:
