@@ -14,7 +14,7 @@ then seeds 0..N-1 of each selected point (each tested once) and prints Tables 2,
 the study's format. Same budget and validation spacing as the study (copied from its run
 configs). ``--write-results FILE`` writes blocks ``reproduce:ktup-lr-ext-table{2,4,3}:DATASET``.
 
-    python benchmarks/ktup_lr_extension.py --study runs/reproduce-ktup --out runs/ktup-lr-ext
+    python benchmarks/ktup_lr_extension.py --study runs/reproduce --out runs/ktup-lr-ext
 """
 
 from __future__ import annotations
