@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> str:
 
     for need in (tup_base, ktup_base):
         if not need.is_file():
-            sys.exit(f"error: {need}: not a finished warm-start study of {a.dataset}")
+            ap.exit(2, f"error: {need}: not a finished warm-start study of {a.dataset}\n")
     bpr_dir = Path(yaml.safe_load(tup_base.read_text())["init_from"][0]).parent.parent
     transh_dir = study / "transh-warm-lrx1"
     if not (transh_dir / "s0" / "model.pt").is_file():
-        sys.exit(f"error: {transh_dir}: the study's selected TransH (lr x1) is needed")
+        ap.exit(2, f"error: {transh_dir}: the study's selected TransH (lr x1) is needed\n")
 
     def init(*paths: Path) -> str:
         return "init_from=" + json.dumps([str(p) for p in paths])
