@@ -25,6 +25,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -135,8 +136,9 @@ def main(argv: list[str] | None = None) -> str:
 
     cmd = "python benchmarks/ktup_lr_extension.py " + " ".join(
         shlex.quote(str(x)) for x in (argv if argv is not None else sys.argv[1:]))
-    caption = (f"`{cmd}`; {machine_description('cpu')}; the study's budget, validation spacing "
-               f"and patience (its run configs); seeds 0..{a.seeds - 1}; each row's grid on seed "
+    caption = (f"`{cmd}`; {machine_description('cpu')}; {time.strftime('%Y-%m-%d')}; the "
+               "study's budget, validation spacing and patience (its run configs); seeds "
+               f"0..{a.seeds - 1}; each row's grid on seed "
                "0, selected on its validation metric: lr rows x{0.5, 0.25} added to the study's "
                "x{1, 2, 4} (and x0.125 when x0.25 is best); KTUP lambda 0.3 at lr x{0.5, 0.25, "
                "0.125}, then lambda 0.7 and 0.5 at the best of those, starting from this "
