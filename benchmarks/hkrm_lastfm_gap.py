@@ -42,7 +42,7 @@ import torch
 from kgrec import api
 from kgrec.data.registry import load_dataset
 from kgrec.data.splits import make_split
-from kgrec.evaluation.ctr import auc
+from kgrec.evaluation.ctr import auc, ctr_scores
 from kgrec.utils import machine_description
 
 #: `ctr:lastfm`'s fixed settings (benchmarks/compare_ctr.py FIXED plus that block's --set)
@@ -158,12 +158,6 @@ def train_run(name: str, preset: str, sets: list[str], out: Path, data_dir) -> a
         return api.train(preset, out=run_dir, data_dir=data_dir, set=sets, progress=False)
 
 
-def scores(model, rows: np.ndarray) -> np.ndarray:
-    model.eval()
-    with torch.no_grad():
-        return model.score(torch.as_tensor(rows[:, 0]), torch.as_tensor(rows[:, 1])).numpy()
-
-
 def read_other_query(model, rows: np.ndarray, same_size: bool, seed: int = 0) -> float:
     """Test AUC of a trained HKRM when every user reads another user's query."""
     q = model.query_items.clone()
@@ -177,7 +171,7 @@ def read_other_query(model, rows: np.ndarray, same_size: bool, seed: int = 0) ->
             perm[idx] = rng.permutation(idx)
     model.query_items = q[torch.as_tensor(perm)]
     try:
-        return auc(rows[:, 2], scores(model, rows))
+        return auc(rows[:, 2], ctr_scores(model, rows))
     finally:
         model.query_items = q
 
@@ -225,7 +219,7 @@ def main() -> None:
     test_scores = {}
     for name, (preset, sets) in runs.items():
         res = train_run(name.replace(" ", "-"), preset, sets, args.out, args.data_dir)
-        s = scores(res.model, te)
+        s = ctr_scores(res.model, te)
         test_scores[name] = s
         row = {"valid": res.metrics["valid"]["auc"], "test": res.metrics["test"]["auc"],
                "gauc": gauc(te[:, 2], s, te[:, 0]), "acc": res.metrics["test"]["acc"],

@@ -30,23 +30,87 @@ from pathlib import Path
 
 import yaml
 
-from kgrec.studies.ktup import ROWS, _run_once, _slug, table2, table3, table4
+from kgrec.studies.ktup import ROWS, Row, _run_once, _slug, best_valid, lr_overrides, table2, table3, table4
 from kgrec.utils import machine_description
 
 ROW = {r.label: r for r in ROWS}
 DEFAULT_ROWS = "TUP (soft),KTUP (soft)"
 
 
-def _lr_sets(cfg: Path, factor: float) -> list[str]:
-    """``train.lr`` of ``cfg`` (a study run at lr x1) times ``factor``, as overrides."""
-    lr = yaml.safe_load(cfg.read_text())["train"]["lr"]
-    if isinstance(lr, dict):
-        return [f"train.lr.{t}={v * factor:.6g}" for t, v in lr.items()]
-    return [f"train.lr={lr * factor:.6g}"]
+class Extension:
+    """One run of the script: the study's folder, this run's folder and the rows done."""
 
+    def __init__(self, study: Path, out: Path, dataset: str, seeds: int, data_dir) -> None:
+        self.study, self.out = study / dataset, out / dataset
+        self.dataset, self.seeds, self.data_dir = dataset, seeds, data_dir
+        self.chosen: dict[str, Path] = {}  # label -> the selected grid point's folder
 
-def _best_valid(m: dict, key: str) -> float:
-    return max(h[f"valid_{key}"] for h in m["history"] if f"valid_{key}" in h)
+    def study_run(self, tag: str, seed: int) -> Path:
+        """The config of the study's run ``tag``/s``seed`` (``SystemExit(2)`` if missing)."""
+        cfg = self.study / tag / f"s{seed}" / "config.yaml"
+        if not cfg.is_file():
+            raise SystemExit(f"error: {cfg}: not a finished warm-start study run of "
+                             f"{self.dataset}")
+        return cfg
+
+    @staticmethod
+    def _read(cfg: Path) -> tuple[float | dict, str]:
+        """``(train.lr, monitored key)`` of a run config."""
+        train = yaml.safe_load(cfg.read_text())["train"]
+        return train["lr"], train["monitor"].split(".", 1)[1]
+
+    def lr_row(self, row: Row) -> dict:
+        """x0.5 and x0.25 added to the study's x{1, 2, 4} (x0.125 when x0.25 is best)."""
+        tag = _slug(row.label) + ("-warm" if row.warm else "")
+        base = self.study_run(f"{tag}-lrx1", 0)
+        lr, key = self._read(base)
+        grid, factors = [], [0.5, 0.25, 1.0, 2.0, 4.0]
+        while factors:
+            f = factors.pop(0)
+            folder = (self.study if f >= 1 else self.out) / f"{tag}-lrx{f:g}"
+            m = _run_once(base, [*lr_overrides(lr, f), "seed=0"], folder / "s0", self.data_dir,
+                          False)
+            grid.append((f"lr x{f:g}", best_valid(m, key), m["best_epoch"], f, folder))
+            if f == 0.25 and grid[-1][1] > grid[-2][1]:
+                factors.insert(0, 0.125)  # x0.25 beats x0.5: one step further down
+        grid.sort(key=lambda g: g[3])
+        name, _, _, f, folder = max(grid, key=lambda g: g[1])
+        if not (folder / "s1" / "metrics.json").is_file():  # never write into the study
+            folder = self.out / f"{tag}-lrx{f:g}"
+        runs = [_run_once(self.study_run(f"{tag}-lrx1", s), [*lr_overrides(lr, f), f"seed={s}"],
+                          folder / f"s{s}", self.data_dir, True) for s in range(self.seeds)]
+        self.chosen[row.label] = folder
+        return {"row": row, "grid": [g[:3] for g in grid], "chosen": name, "runs": runs,
+                "warm": row.warm}
+
+    def ktup_row(self, row: Row) -> dict:
+        """Lambda 0.3 at lr x{0.5, 0.25, 0.125}, then lambda 0.7 and 0.5 at the best lr,
+        starting from the TUP row re-selected here (when it was)."""
+        tag = _slug(row.label) + "-warm"
+        tup = next(w for w in row.warm if w.startswith("TUP"))
+        base = self.study_run(f"{tag}-joint_lambda0.3lrx1", 0)
+        lr, key = self._read(base)
+
+        def run(lam: float, f: float, s: int, test: bool) -> dict:
+            paths = yaml.safe_load(self.study_run(f"{tag}-joint_lambda0.3lrx1", s)
+                                   .read_text())["init_from"]
+            if tup in self.chosen:
+                paths = [str(self.chosen[tup] / f"s{s}" / "model.pt")
+                         if f"/{_slug(tup)}-warm-lrx" in p else p for p in paths]
+            folder = self.out / f"{tag}-joint_lambda{lam:g}lrx{f:g}" / f"s{s}"
+            return _run_once(base, [f"model_args.joint_lambda={lam}", *lr_overrides(lr, f),
+                                    f"seed={s}", "init_from=" + json.dumps(paths)],
+                             folder, self.data_dir, test)
+
+        grid = [(0.3, f, run(0.3, f, 0, False)) for f in (0.5, 0.25, 0.125)]
+        best_f = max(grid, key=lambda g: best_valid(g[2], key))[1]
+        grid += [(lam, best_f, run(lam, best_f, 0, False)) for lam in (0.7, 0.5)]
+        lam, f, _ = max(grid, key=lambda g: best_valid(g[2], key))
+        return {"row": row, "warm": row.warm,
+                "grid": [(f"joint_lambda={x:g} lr x{y:g}", best_valid(m, key), m["best_epoch"])
+                         for x, y, m in grid],
+                "chosen": f"joint_lambda={lam:g} lr x{f:g}",
+                "runs": [run(lam, f, s, True) for s in range(self.seeds)]}
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -65,74 +129,12 @@ def main(argv: list[str] | None = None) -> str:
     if unknown:
         ap.exit(2, f"error: --rows: unknown row(s) {', '.join(unknown)} "
                    f"(rows: {', '.join(ROW)})\n")
-    study, out = a.study / a.dataset, a.out / a.dataset
-    results: dict[str, dict] = {}
-    chosen_dirs: dict[str, Path] = {}  # label -> the selected grid point's folder
-
-    def study_run(tag: str, seed: int) -> Path:
-        cfg = study / tag / f"s{seed}" / "config.yaml"
-        if not cfg.is_file():
-            ap.exit(2, f"error: {cfg}: not a finished warm-start study run of {a.dataset}\n")
-        return cfg
-
-    for label in labels:
-        row = ROW[label]
-        warm = "-warm" if row.warm else ""
-        tag = _slug(label) + warm
-        if row.grid is None:  # an lr row
-            base = study_run(f"{tag}-lrx1", 0)
-            key = yaml.safe_load(base.read_text())["train"]["monitor"].split(".", 1)[1]
-            grid, factors = [], [0.5, 0.25, 1.0, 2.0, 4.0]
-            while factors:
-                f = factors.pop(0)
-                folder = (study if f >= 1 else out) / f"{tag}-lrx{f:g}"
-                m = _run_once(base, [*_lr_sets(base, f), "seed=0"], folder / "s0", a.data_dir,
-                              False)
-                grid.append((f"lr x{f:g}", _best_valid(m, key), m["best_epoch"], f, folder))
-                if f == 0.25 and grid[-1][1] > grid[-2][1]:
-                    factors.insert(0, 0.125)  # x0.25 beats x0.5: one step further down
-            grid.sort(key=lambda g: g[3])
-            pick = max(grid, key=lambda g: g[1])
-            def seed_dir(s: int, pick=pick, tag=tag) -> Path:  # never write into the study
-                done = pick[4] / f"s{s}"
-                return done if (done / "metrics.json").is_file() else (
-                    out / f"{tag}-lrx{pick[3]:g}" / f"s{s}")
-
-            runs = [_run_once(study_run(f"{tag}-lrx1", s), [*_lr_sets(base, pick[3]), f"seed={s}"],
-                              seed_dir(s), a.data_dir, True) for s in range(a.seeds)]
-            chosen_dirs[label] = seed_dir(0).parent
-            results[label] = {"row": row, "grid": [g[:3] for g in grid], "chosen": pick[0],
-                              "runs": runs, "warm": row.warm}
-            continue
-        # KTUP: lambda 0.3 at three lrs, then the other lambdas at the best lr
-        tup = next(w for w in row.warm if w.startswith("TUP"))
-        base = study_run(f"{tag}-joint_lambda0.3lrx1", 0)
-        key = yaml.safe_load(base.read_text())["train"]["monitor"].split(".", 1)[1]
-
-        def init(seed: int, tup=tup, tag=tag) -> list[str]:
-            paths = yaml.safe_load(study_run(f"{tag}-joint_lambda0.3lrx1", seed).read_text())[
-                "init_from"]
-            if tup in chosen_dirs:  # start from the TUP row re-selected here
-                old = f"/{_slug(tup)}-warm-lrx"
-                paths = [str(chosen_dirs[tup] / f"s{seed}" / "model.pt") if old in p else p
-                         for p in paths]
-            return ["init_from=" + json.dumps(paths)]
-
-        def ktup(lam: float, f: float, s: int, test: bool, tag=tag, base=base, init=init) -> dict:
-            folder = out / f"{tag}-joint_lambda{lam:g}lrx{f:g}" / f"s{s}"
-            return _run_once(base, [f"model_args.joint_lambda={lam}", *_lr_sets(base, f),
-                                    f"seed={s}", *init(s)], folder, a.data_dir, test)
-
-        kgrid = [(0.3, f, ktup(0.3, f, 0, False)) for f in (0.5, 0.25, 0.125)]
-        best_f = max(kgrid, key=lambda g: _best_valid(g[2], key))[1]
-        kgrid += [(lam, best_f, ktup(lam, best_f, 0, False)) for lam in (0.7, 0.5)]
-        lam, f, _ = max(kgrid, key=lambda g: _best_valid(g[2], key))
-        results[label] = {
-            "row": row, "warm": row.warm,
-            "grid": [(f"joint_lambda={x:g} lr x{y:g}", _best_valid(m, key), m["best_epoch"])
-                     for x, y, m in kgrid],
-            "chosen": f"joint_lambda={lam:g} lr x{f:g}",
-            "runs": [ktup(lam, f, s, True) for s in range(a.seeds)]}
+    ext = Extension(a.study, a.out, a.dataset, a.seeds, a.data_dir)
+    try:
+        results = {label: ext.lr_row(ROW[label]) if ROW[label].grid is None
+                   else ext.ktup_row(ROW[label]) for label in labels}
+    except SystemExit as e:
+        ap.exit(2, f"{e}\n")
 
     cmd = "python benchmarks/ktup_lr_extension.py " + " ".join(
         shlex.quote(str(x)) for x in (argv if argv is not None else sys.argv[1:]))

@@ -16,6 +16,18 @@ DATA = Path(os.environ.get("KGREC_DATA", REPO.parent / "shared" / "data"))
 torch.set_num_threads(1)
 
 
+def load_benchmark(name: str):
+    """The script ``benchmarks/NAME.py`` as a module (registered in ``sys.modules``, which
+    dataclasses defined in it need)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session writes its preprocessing cache to a temporary folder."""

@@ -4,25 +4,18 @@ written into a results file, finished runs reused, ``--block`` writing another b
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 import yaml
 
 from kgrec.presets import PRESET_DIR
 
-from .conftest import REPO, write_processed
+from .conftest import load_benchmark, write_processed
 
 
 def load():
-    path = REPO / "benchmarks" / "compare_ctr.py"
-    spec = importlib.util.spec_from_file_location("compare_ctr", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("compare_ctr", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_ctr")
 
 
 def run_metrics(auc, acc, best, secs, per_epoch=100):

@@ -4,7 +4,6 @@ data protocol per dataset (issues 15 and 16)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,14 @@ import pytest
 from kgrec.config import load_config
 from kgrec.presets import PRESET_DIR
 
+from .conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def cmp():
-    spec = importlib.util.spec_from_file_location("compare_topk",
-                                                  ROOT / "benchmarks" / "compare_topk.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_topk")
 
 
 #: the comparison's models per dataset and the preset whose data protocol they share

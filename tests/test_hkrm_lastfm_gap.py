@@ -3,24 +3,16 @@ against brute-force forms on a toy dataset."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from kgrec.data.dataset import KGDataset, Split
 
-from .conftest import REPO
+from .conftest import load_benchmark
 
 
 def load():
-    path = REPO / "benchmarks" / "hkrm_lastfm_gap.py"
-    spec = importlib.util.spec_from_file_location("hkrm_lastfm_gap", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("hkrm_lastfm_gap", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("hkrm_lastfm_gap")
 
 
 TRAIN = np.array([[0, 0, 1], [0, 1, 1], [0, 4, 0], [1, 1, 1], [1, 2, 1], [1, 0, 0],

@@ -394,14 +394,9 @@ def test_examples_count_observed_pairs_and_cap_training(tiny_processed, tmp_path
 
 
 def _jnskr_time():
-    import importlib.util
-    from pathlib import Path
+    from .conftest import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "jnskr_time.py"
-    spec = importlib.util.spec_from_file_location("jnskr_time", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("jnskr_time")
 
 
 def test_jnskr_time_summary_and_config_fallback():

@@ -49,6 +49,18 @@ def accuracy(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> f
     return float(np.mean(pred == (labels == 1)))
 
 
+def ctr_scores(model: nn.Module, rows: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """``model.score`` of the ``(user, item, ...)`` rows, float64, in batches, in eval mode
+    without gradients (the training flag restored after)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    chunks: list[np.ndarray] = []
+    with inference(model) as device:
+        for start in range(0, len(rows), batch_size):
+            part = torch.as_tensor(rows[start : start + batch_size, :2], device=device)
+            chunks.append(model.score(part[:, 0], part[:, 1]).double().cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
 def evaluate_ctr(model: nn.Module, rows: np.ndarray, batch_size: int = 65536) -> dict[str, float]:
     """AUC and accuracy of ``model.score`` on labelled rows ``(user, item, label)``.
 
@@ -57,12 +69,7 @@ def evaluate_ctr(model: nn.Module, rows: np.ndarray, batch_size: int = 65536) ->
     the probabilities, without float saturation of the sigmoid creating ties).
     """
     rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-    chunks: list[np.ndarray] = []
-    with inference(model) as device:
-        for start in range(0, len(rows), batch_size):
-            part = torch.as_tensor(rows[start : start + batch_size], device=device)
-            chunks.append(model.score(part[:, 0], part[:, 1]).double().cpu().numpy())
-    scores = np.concatenate(chunks) if chunks else np.zeros(0)
+    scores = ctr_scores(model, rows, batch_size)
     from scipy.special import expit  # here, as sklearn above: faster `kgrec serve` start
 
     probs = expit(scores)

@@ -21,12 +21,14 @@ from kgrec.models.base import register_model
 from kgrec.models.transe import TranslationalKGModel, init_embedding
 
 
-def transh_project(e: Tensor, w: Tensor) -> Tensor:
+def transh_project(e: Tensor, w: Tensor, normalize: bool = True) -> Tensor:
     """Projection onto the hyperplane of normal ``w``: ``e - (w^T e) w`` (Eq. 2-3).
 
-    ``w`` is L2-normalised along the last dimension first; shapes broadcast.
+    ``w`` is L2-normalised along the last dimension first (``normalize=False``: used as
+    given, the authors' ``projection_transH_pytorch``); shapes broadcast.
     """
-    w = F.normalize(w, p=2, dim=-1)
+    if normalize:
+        w = F.normalize(w, p=2, dim=-1)
     return e - (e * w).sum(-1, keepdim=True) * w
 
 

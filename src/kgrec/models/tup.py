@@ -178,11 +178,8 @@ class PreferenceTranslation:
         else:
             a = self.attention(logits, stochastic)
             p, w = (a @ torch.cat([prefs, normals], 1)).split(prefs.shape[1], -1)
-        x = u - i  # u_perp - i_perp: the projection is linear
-        if self.mixing == "authors":
-            diff = x - (x * w).sum(-1, keepdim=True) * w + p
-        else:
-            diff = transh_project(x, w) + p
+        # u_perp - i_perp: the projection is linear; the authors' mixing keeps w unnormalised
+        diff = transh_project(u - i, w, normalize=self.mixing != "authors") + p
         return lp_norm(diff, self.norm)
 
     def rec_loss(self, batch: dict[str, Tensor]) -> Tensor:

@@ -159,19 +159,26 @@ def _slug(label: str) -> str:
     return label.lower().replace(" ", "").replace("(", "-").replace(")", "")
 
 
+def lr_overrides(lr: float | dict[str, float], factor: float) -> list[str]:
+    """``--set`` overrides of a config's ``train.lr`` (one rate or one per task) x ``factor``."""
+    if isinstance(lr, dict):
+        return [f"train.lr.{t}={v * factor:.6g}" for t, v in lr.items()]
+    return [f"train.lr={lr * factor:.6g}"]
+
+
+def best_valid(metrics: dict, key: str) -> float:
+    """A run's best validation ``key`` over its history (lowest for a mean rank)."""
+    hist = [h[f"valid_{key}"] for h in metrics["history"] if f"valid_{key}" in h]
+    return (min if key.endswith("mean_rank") else max)(hist)
+
+
 def _grid(row: Row, lr_factors: tuple[float, ...], preset: Path, base: list[str]):
     """``(name, overrides)`` of each grid point of ``row``."""
     lr = load_config(preset, base).train.lr
-
-    def lr_sets(f: float) -> list[str]:
-        if isinstance(lr, dict):
-            return [f"train.lr.{t}={v * f:.6g}" for t, v in lr.items()]
-        return [f"train.lr={lr * f:.6g}"]
-
     if row.grid is not None:
         return [(" ".join(g).replace("model_args.", "") + f" lr x{row.grid_lr:g}",
-                 [*g, *lr_sets(row.grid_lr)]) for g in row.grid]
-    return [(f"lr x{f:g}", lr_sets(f)) for f in lr_factors]
+                 [*g, *lr_overrides(lr, row.grid_lr)]) for g in row.grid]
+    return [(f"lr x{f:g}", lr_overrides(lr, f)) for f in lr_factors]
 
 
 def _protocol(row: Row, preset: Path, budget: int, sampler: str) -> list[str]:
@@ -283,8 +290,7 @@ def study_rows(rows: tuple[Row, ...] | list[Row], dataset: str, seeds: int, out:
             folder = out / dataset / f"{tag}-{name.replace(' ', '').replace('=', '')}"
             m = _run_once(preset, [*base, *sets, "seed=0", *_init_from(results, warm, 0)],
                           folder / "s0", data_dir, False)
-            hist = [h[f"valid_{key}"] for h in m["history"] if f"valid_{key}" in h]
-            score = (min if key.endswith("mean_rank") else max)(hist)
+            score = best_valid(m, key)
             grid.append((name, score, m["best_epoch"], sets, folder))
         pick = (min if key.endswith("mean_rank") else max)(grid, key=lambda g: g[1])
         folders = [pick[4] / f"s{s}" for s in range(n_seeds[row.label])]
